@@ -1,0 +1,52 @@
+# The two commands: `make run` and `make test`. Each does all of its own set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(shell find proto -name '*.proto' 2>/dev/null)
+PROTO_STAMP := $(VENV)/.proto
+
+.PHONY: run test install proto test-deps bench lint typecheck clean
+
+run: install proto
+	$(VENV)/bin/elemta serve $(if $(CONFIG),-c $(CONFIG),)
+
+test: install proto test-deps
+	bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(PY) $(wildcard external-plugins/sdk/python/pyproject.toml)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	@if [ -f external-plugins/sdk/python/pyproject.toml ]; then \
+		$(PIP) install -q -e external-plugins/sdk/python; fi
+	touch $(STAMP)
+
+# gRPC stubs are generated, never committed (see scripts/gen-proto.sh).
+proto: $(PROTO_STAMP)
+
+$(PROTO_STAMP): $(STAMP) $(PROTO_FILES) scripts/gen-proto.sh
+	bash scripts/gen-proto.sh $(PY)
+	touch $(PROTO_STAMP)
+
+# Real servers the tests drive (apt packages listed in tests/services/apt-packages.txt).
+test-deps:
+	bash scripts/install-system-deps.sh $$(grep -v '^#' tests/services/apt-packages.txt)
+
+bench: install proto test-deps
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check elemta_core builtin_plugins tests
+
+typecheck: install
+	$(VENV)/bin/mypy elemta_core
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

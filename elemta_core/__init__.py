@@ -1,0 +1,3 @@
+"""Elemta: a mail server whose policy lives in plugins."""
+
+__version__ = "0.1.0"

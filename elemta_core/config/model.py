@@ -1,0 +1,139 @@
+"""The core's own TOML sections. Plugin sections are described by the plugins themselves."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from elemta_core.config.errors import ConfigError
+from elemta_core.config.schema import check_networks, check_positive, parse_hostport
+from elemta_core.hooks.types import FailurePolicy
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class ServerConfig:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:2525"])
+    hostname: str = "localhost"
+    state_dir: str = ".elemta"
+    banner: str = "ESMTP Elemta"
+    max_message_size: int = 25 * MIB
+    max_recipients: int = 100
+    max_line_length: int = 1000
+    max_command_length: int = 512
+    max_commands: int = 1000
+    max_bad_commands: int = 10
+    idle_timeout: float = 300.0
+    max_connections: int = 1000
+    relay_networks: list[str] = field(default_factory=list)
+    starttls: bool = True
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+    users_file: str = ""
+    shutdown_grace: float = 30.0
+    workers: int = 1
+
+    def validate(self) -> None:
+        if not self.listen:
+            raise ConfigError("listen", "is empty", 'give at least one "host:port"')
+        for i, addr in enumerate(self.listen):
+            parse_hostport(f"listen[{i}]", addr)
+        for k in ("max_message_size", "max_recipients", "max_commands", "max_bad_commands",
+                  "max_connections", "workers"):
+            check_positive(k, getattr(self, k))
+        check_positive("idle_timeout", self.idle_timeout)
+        check_positive("shutdown_grace", self.shutdown_grace, allow_zero=True)
+        if not 78 <= self.max_line_length <= 65536:
+            raise ConfigError("max_line_length", f"{self.max_line_length} is out of range",
+                              "use 1000 (RFC 5321) or a value between 78 and 65536")
+        if not 64 <= self.max_command_length <= 4096:
+            raise ConfigError("max_command_length", f"{self.max_command_length} is out of range",
+                              "use 512 (RFC 5321) or a value between 64 and 4096")
+        check_networks("relay_networks", self.relay_networks)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert" if not self.tls_cert else "tls_key", "is missing",
+                              "set both tls_cert and tls_key, or neither for a generated one")
+        if self.require_tls and not self.starttls:
+            raise ConfigError("require_tls", "needs starttls = true", "enable starttls")
+
+
+@dataclass
+class DeliveryConfig:
+    local_domains: list[str] = field(default_factory=lambda: ["localhost"])
+    maildir_root: str = ""  # default: <state_dir>/mail
+    concurrency: int = 8
+
+    def validate(self) -> None:
+        check_positive("concurrency", self.concurrency)
+        self.local_domains = [d.lower().rstrip(".") for d in self.local_domains]
+
+
+class SyncMode(str, enum.Enum):
+    FSYNC = "fsync"  # fsync every file of a batch, one directory fsync per batch
+    SYNCFS = "syncfs"  # one syncfs(2) per batch: the cheapest durable group commit on Linux
+
+
+@dataclass
+class SpoolConfig:
+    sync: SyncMode = SyncMode.FSYNC
+    max_batch: int = 256
+
+    def validate(self) -> None:
+        check_positive("max_batch", self.max_batch)
+
+
+@dataclass
+class MetricsConfig:
+    listen: str = "127.0.0.1:9725"  # "" disables the endpoint
+
+    def validate(self) -> None:
+        if self.listen:
+            parse_hostport("listen", self.listen)
+
+
+class LogFormat(str, enum.Enum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "info"
+    format: LogFormat = LogFormat.TEXT
+    file: str = ""  # "" logs to stderr
+
+    def validate(self) -> None:
+        if self.level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError("level", f"{self.level!r} is not a log level",
+                              "use debug, info, warning, error or critical")
+
+
+@dataclass
+class AdminConfig:
+    socket: str = ""  # default: <state_dir>/admin.sock
+
+
+@dataclass
+class PluginOptions:
+    """Operator overrides of a plugin's own defaults."""
+
+    priority: int | None = None
+    timeout_ms: int | None = None
+    failure_policy: FailurePolicy | None = None
+
+    def validate(self) -> None:
+        if self.timeout_ms is not None:
+            check_positive("timeout_ms", self.timeout_ms)
+
+
+@dataclass
+class PluginsConfig:
+    directory: str = "plugins"
+    enabled: list[str] | None = None  # None: the default set that is installed
+    include: list[str] = field(default_factory=list)
+    options: dict[str, PluginOptions] = field(default_factory=dict)
+    external: list[dict[str, Any]] = field(default_factory=list)
+    hot_reload: bool = False

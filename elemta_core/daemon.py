@@ -1,0 +1,288 @@
+"""The running server: wires config, plugins, spool, delivery, SMTP listeners and admin socket.
+
+Signals: SIGTERM/SIGINT drain sessions and exit; SIGHUP reloads the config (an invalid
+config is refused and the running one kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from elemta_core import __version__
+from elemta_core.admin.server import AdminServer
+from elemta_core.config.errors import ConfigError
+from elemta_core.config.loader import Config, load_config
+from elemta_core.config.schema import parse_hostport
+from elemta_core.hooks.context import HookContext, SecurityEvent
+from elemta_core.hooks.pipeline import Pipeline
+from elemta_core.hooks.types import HookPoint
+from elemta_core.metrics import Metrics
+from elemta_core.plugins.api import Plugin, PluginServices
+from elemta_core.plugins.manager import PluginManager, discover, plugin_sections
+from elemta_core.queue.envelope import QueueState
+from elemta_core.queue.quarantine import Quarantine
+from elemta_core.queue.runner import QueueRunner
+from elemta_core.queue.spool import Spool
+from elemta_core.smtp.handler import EdgePolicy, SMTPHandler
+from elemta_core.smtp.protocol import ElemtaSMTP
+from elemta_core.smtp.tls import load_or_create
+from elemta_core.smtp.users import UsersFile
+
+log = logging.getLogger("elemta")
+
+
+def load(path: str | Path | None, classes: dict[str, type[Plugin]] | None = None) -> Config:
+    """Load a config with every installed plugin's section schema."""
+    classes = classes if classes is not None else discover()
+    return load_config(path, plugin_sections(classes.values()))
+
+
+def edge_policy(cfg: Config) -> EdgePolicy:
+    import ipaddress
+
+    users = UsersFile(cfg.resolve(cfg.server.users_file)) if cfg.server.users_file else None
+    return EdgePolicy(
+        hostname=cfg.server.hostname,
+        local_domains=frozenset(cfg.delivery.local_domains),
+        relay_networks=tuple(ipaddress.ip_network(n, strict=False)
+                             for n in cfg.server.relay_networks),
+        max_recipients=cfg.server.max_recipients,
+        max_connections=cfg.server.max_connections,
+        max_message_size=cfg.server.max_message_size,
+        users=users,
+        software=f"Elemta {__version__}",
+    )
+
+
+class Daemon:
+    def __init__(self, config: Config, classes: dict[str, type[Plugin]] | None = None,
+                 config_path: str | Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.classes = classes if classes is not None else discover()
+        self.metrics = Metrics()
+        self.admin_commands: dict[str, Any] = {}
+        self.manager: PluginManager | None = None
+        self._pipeline = Pipeline([])
+        self.handler: SMTPHandler | None = None
+        self.spool: Spool | None = None
+        self.runner: QueueRunner | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.admin: AdminServer | None = None
+        self.started_at = 0.0
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    def _emit(self, hook: HookPoint, ctx: HookContext, event: SecurityEvent) -> None:
+        if self.handler is not None:
+            self.handler.emit(hook, ctx, event)
+
+    def _services(self, cfg: Config) -> PluginServices:
+        return PluginServices(
+            hostname=cfg.server.hostname, state_dir=cfg.state_dir,
+            registry=self.metrics.registry, emit=self._emit,
+            admin_commands=self.admin_commands,
+            local_domains=tuple(cfg.delivery.local_domains), config=cfg,
+        )
+
+    def _manager(self, cfg: Config) -> PluginManager:
+        mgr = PluginManager(cfg, self._services(cfg), self.classes)
+        for provider in self.extra_providers(cfg):
+            mgr.add_provider(provider)
+        return mgr
+
+    def extra_providers(self, cfg: Config) -> list[Any]:
+        """Plugin providers beyond entry points (the external plugin host, when present)."""
+        try:
+            from elemta_core.external.provider import ExternalProvider  # type: ignore[import-not-found]
+        except ImportError:
+            return []
+        return [ExternalProvider(self.metrics)]
+
+    async def start(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.manager = self._manager(cfg)
+        await self.manager.start()
+        self._pipeline = self.manager.pipeline(self._emit)
+        self.metrics.watch_pipeline(self.pipeline)
+
+        self.spool = Spool(self.state_dir / "spool", cfg.spool.sync, cfg.spool.max_batch)
+        await self.spool.start()
+        quarantine = Quarantine(self.state_dir / "quarantine")
+        self.runner = QueueRunner(self.spool, cfg.maildir_root, tuple(cfg.delivery.local_domains),
+                                  self.pipeline, concurrency=cfg.delivery.concurrency)
+        self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, self.runner,
+                                   quarantine, self.metrics)
+        tls = (await loop.run_in_executor(None, load_or_create, self.state_dir,
+                                          cfg.server.hostname, cfg.server.tls_cert,
+                                          cfg.server.tls_key)
+               if cfg.server.starttls else None)
+        handler = self.handler
+        s = cfg.server
+        no_auth = ["PLAIN", "LOGIN"] if not s.users_file else []
+
+        def factory() -> ElemtaSMTP:
+            return ElemtaSMTP(
+                handler, hostname=s.hostname, ident=s.banner, data_size_limit=s.max_message_size,
+                enable_SMTPUTF8=True, tls_context=tls, require_starttls=s.require_tls,
+                timeout=s.idle_timeout, auth_require_tls=True, auth_exclude_mechanism=no_auth,
+                loop=loop, max_commands=s.max_commands, max_bad_commands=s.max_bad_commands,
+                line_length_limit=s.max_line_length, command_size_limit=s.max_command_length,
+            )
+
+        for addr in s.listen:
+            host, port = parse_hostport("server.listen", addr)
+            srv = await loop.create_server(factory, host or None, port, backlog=1024,
+                                           reuse_address=True, reuse_port=s.workers > 1)
+            self.servers.append(srv)
+            for sock in srv.sockets:
+                log.info("listening on %s", sock.getsockname()[:2])
+
+        self._register_admin()
+        self.admin = AdminServer(cfg.admin_socket, self.admin_commands)
+        await self.admin.start()
+        if cfg.metrics.listen:
+            mhost, mport = parse_hostport("metrics.listen", cfg.metrics.listen)
+            try:
+                self.metrics.serve(mhost, mport)
+            except OSError as e:
+                log.error("metrics endpoint %s unavailable: %s", cfg.metrics.listen, e)
+        await self.runner.start()
+        self.started_at = time.time()
+        (self.state_dir / "elemta.pid").write_text(f"{os.getpid()}\n")
+        log.info("elemta %s ready (hostname %s, state %s, %d plugins)", __version__,
+                 s.hostname, self.state_dir, len(self.manager.handles))
+
+    @property
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for srv in self.servers for sock in srv.sockets]
+
+    # -- admin commands ----------------------------------------------------------------------
+
+    def _register_admin(self) -> None:
+        async def plugin_list(args: dict[str, Any]) -> dict[str, Any]:
+            assert self.manager is not None
+            return {"plugins": self.manager.describe()}
+
+        async def status(args: dict[str, Any]) -> dict[str, Any]:
+            assert self.handler is not None and self.spool is not None
+            return {
+                "version": __version__, "pid": os.getpid(),
+                "uptime": round(time.time() - self.started_at, 1),
+                "connections": self.handler.stats.active,
+                "queue": {st.value: len(self.spool.ids(st)) for st in QueueState},
+            }
+
+        async def reload(args: dict[str, Any]) -> dict[str, Any]:
+            await self.reload()
+            return {"reloaded": True}
+
+        self.admin_commands.update({"plugin.list": plugin_list, "status": status,
+                                    "config.reload": reload})
+
+    # -- reload and shutdown -----------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Re-read the config and swap in freshly started plugins; keep the old on any error."""
+        async with self._reload_lock:
+            if self.config_path is None:
+                log.info("reload: running on embedded defaults, nothing to re-read")
+                return
+            try:
+                cfg = load(self.config_path, self.classes)
+                mgr = self._manager(cfg)
+                await mgr.start()
+            except ConfigError as e:
+                log.error("reload refused, keeping the running config: %s", e)
+                raise
+            except Exception as e:
+                log.error("reload refused, keeping the running config: %s: %s",
+                          type(e).__name__, e)
+                raise ConfigError("(reload)", f"{type(e).__name__}: {e}") from e
+            for key in ("listen", "state_dir", "workers"):
+                if getattr(cfg.server, key) != getattr(self.config.server, key):
+                    log.warning("reload: server.%s changed; it takes effect on restart", key)
+            old = self.manager
+            self.manager, self.config = mgr, cfg
+            self._pipeline = mgr.pipeline(self._emit)
+            if self.handler is not None:
+                policy = edge_policy(cfg)
+                self.handler.policy = policy
+            if old is not None:
+                await old.stop()
+            log.info("configuration reloaded from %s", self.config_path)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        if self.handler is not None:
+            await self.handler.drain(self.config.server.shutdown_grace)
+        for srv in self.servers:
+            await srv.wait_closed()
+        self.servers.clear()
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.spool is not None:
+            await self.spool.close()
+        if self.manager is not None:
+            await self.manager.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        (self.state_dir / "elemta.pid").unlink(missing_ok=True)
+        log.info("stopped")
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+
+        def hup() -> None:
+            t = loop.create_task(self._reload_quietly())
+            self._bg = t
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
+        await self.start()
+        await self._stop.wait()
+        log.info("shutting down: draining sessions (grace %.0fs)", self.config.server.shutdown_grace)
+        await self.stop()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload()
+        except ConfigError:
+            pass
+
+
+def run(config_path: str | None) -> None:
+    from elemta_core.logs import setup
+
+    classes = discover()
+    cfg = load(config_path, classes)
+    setup(cfg.logging)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(Daemon(cfg, classes, config_path).run_forever())

@@ -1,0 +1,138 @@
+"""One message buffer with a header index, so hooks never copy the body.
+
+The raw bytes are kept exactly as received (CRLF, dot-unstuffed). Headers are parsed once,
+lazily, into (name, value, start, end) spans; changes from plugins are applied once, when
+the message is queued.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+from elemta_core.hooks.types import HeaderChange, HeaderOp
+
+
+class HeaderField(NamedTuple):
+    name: str
+    value: str  # unfolded, without the trailing CRLF
+    start: int  # byte span of the whole field in ``raw``, CRLF included
+    end: int
+
+
+class Message:
+    __slots__ = ("raw", "_fields", "_body_start")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._fields: list[HeaderField] | None = None
+        self._body_start = -1
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    def _parse(self) -> list[HeaderField]:
+        raw = self.raw
+        fields: list[HeaderField] = []
+        pos = 0
+        n = len(raw)
+        while pos < n:
+            if raw.startswith(b"\r\n", pos) or raw.startswith(b"\n", pos):
+                pos += 2 if raw[pos] == 13 else 1
+                break
+            end = pos
+            # a field runs until a line that does not start with whitespace
+            while True:
+                nl = raw.find(b"\n", end)
+                if nl < 0:
+                    end = n
+                    break
+                end = nl + 1
+                if end >= n or raw[end] not in (32, 9):
+                    break
+            line = raw[pos:end]
+            colon = line.find(b":")
+            name_bytes = line[:colon].rstrip(b" \t")
+            if colon <= 0 or not name_bytes or any(c < 33 or c > 126 for c in name_bytes):
+                # Not a header (e.g. a body without a blank line): the body starts here.
+                break
+            name = name_bytes.decode("ascii")
+            value = (
+                line[colon + 1:].decode("utf-8", "surrogateescape")
+                .replace("\r\n", "\n").replace("\n", " ").strip()
+            )
+            fields.append(HeaderField(name, value, pos, end))
+            pos = end
+        self._fields = fields
+        self._body_start = pos
+        return fields
+
+    @property
+    def fields(self) -> list[HeaderField]:
+        return self._fields if self._fields is not None else self._parse()
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [(f.name, f.value) for f in self.fields]
+
+    @property
+    def body_offset(self) -> int:
+        if self._fields is None:
+            self._parse()
+        return self._body_start
+
+    @property
+    def body(self) -> memoryview:
+        return memoryview(self.raw)[self.body_offset:]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        lname = name.lower()
+        for f in self.fields:
+            if f.name.lower() == lname:
+                return f.value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [f.value for f in self.fields if f.name.lower() == lname]
+
+    def header_bytes(self) -> bytes:
+        return self.raw[: self.body_offset]
+
+    def with_changes(self, changes: Iterable[HeaderChange]) -> Message:
+        """Return a new message with the changes applied; each ADD is prepended (last on top)."""
+        changes = list(changes)
+        if not changes:
+            return self
+        fields = self.fields
+        drop: set[int] = set()
+        added: list[bytes] = []
+        for ch in changes:
+            lname = ch.name.lower()
+            if ch.op in (HeaderOp.REMOVE, HeaderOp.REPLACE):
+                idxs = [i for i, f in enumerate(fields) if f.name.lower() == lname]
+                if ch.op is HeaderOp.REMOVE and ch.index > 0:
+                    idxs = idxs[ch.index - 1: ch.index]
+                drop.update(idxs)
+                added = [a for a in added if not (
+                    ch.op is HeaderOp.REPLACE and a.lower().startswith(lname.encode() + b":")
+                )]
+            if ch.op in (HeaderOp.ADD, HeaderOp.REPLACE):
+                added.append(format_header(ch.name, ch.value))
+        parts: list[bytes] = list(reversed(added))
+        raw = self.raw
+        for i, f in enumerate(fields):
+            if i not in drop:
+                parts.append(raw[f.start:f.end])
+        if fields:
+            parts.append(raw[fields[-1].end:])
+        else:
+            parts.append(raw if self.body_offset > 0 else b"\r\n" + raw)
+        return Message(b"".join(parts))
+
+
+def format_header(name: str, value: str) -> bytes:
+    """One header field, CRLF-terminated; CR/LF in a plugin's value cannot inject headers."""
+    clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    safe_name = "".join(c for c in name if 33 <= ord(c) <= 126 and c != ":")
+    return f"{safe_name}: {clean}\r\n".encode("utf-8", "surrogateescape")

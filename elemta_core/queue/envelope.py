@@ -1,0 +1,78 @@
+"""The spool record: envelope and per-recipient state of one queued message."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class QueueState(str, enum.Enum):
+    ACTIVE = "active"
+    DEFERRED = "deferred"
+    HOLD = "hold"
+    FAILED = "failed"
+
+
+class RecipientState(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+_seq = 0
+
+
+def new_queue_id() -> str:
+    """Sortable by arrival, unique across processes: µs time, pid and a counter."""
+    global _seq
+    _seq = (_seq + 1) & 0xFFF
+    return f"{time.time_ns() // 1000:013X}{os.getpid() & 0xFFFF:04X}{_seq:03X}{secrets.token_hex(1).upper()}"
+
+
+@dataclass
+class Recipient:
+    address: str
+    state: RecipientState = RecipientState.PENDING
+    attempts: int = 0
+    last_code: int | None = None
+    last_text: str = ""
+
+
+@dataclass
+class Envelope:
+    queue_id: str
+    mail_from: str
+    recipients: list[Recipient]
+    received_at: float = field(default_factory=time.time)
+    peer_ip: str = ""
+    helo: str = ""
+    auth_user: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    quarantine_reason: str = ""
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        for r in d["recipients"]:
+            r["state"] = r["state"].value
+        return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Envelope:
+        d: dict[str, Any] = json.loads(data)
+        d["recipients"] = [
+            Recipient(r["address"], RecipientState(r["state"]), r.get("attempts", 0),
+                      r.get("last_code"), r.get("last_text", ""))
+            for r in d["recipients"]
+        ]
+        return cls(**d)
+
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.state is RecipientState.PENDING]

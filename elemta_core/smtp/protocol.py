@@ -1,0 +1,173 @@
+"""aiosmtpd's SMTP protocol, tightened: limits, enhanced status codes and hook entry points.
+
+aiosmtpd does the SMTP grammar; this subclass adds what an MTA edge needs and it lacks:
+a connection cap, a command budget, the connect/unknown-command/data_start hooks, and
+RFC 2034 enhanced status codes on every reply once the client has said EHLO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiosmtpd.smtp import SMTP
+
+if TYPE_CHECKING:
+    from elemta_core.smtp.handler import SMTPHandler
+
+log = logging.getLogger("elemta.smtp")
+
+_HAS_ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+# Enhanced codes for aiosmtpd's own replies (RFC 3463).
+_ENHANCED_FOR: dict[bytes, bytes] = {
+    b"221": b"2.0.0", b"250": b"2.0.0", b"252": b"2.0.0",
+    b"421": b"4.4.2", b"451": b"4.3.0", b"452": b"4.3.1", b"454": b"4.7.0",
+    b"500": b"5.5.2", b"501": b"5.5.4", b"502": b"5.5.1", b"503": b"5.5.1", b"504": b"5.5.4",
+    b"530": b"5.7.0", b"535": b"5.7.8", b"538": b"5.7.11", b"550": b"5.0.0", b"552": b"5.3.4",
+    b"553": b"5.1.3", b"554": b"5.7.0", b"555": b"5.5.4",
+}
+_NO_ENHANCED = frozenset({b"220", b"334", b"354"})
+
+
+def add_enhanced_code(line: bytes) -> bytes:
+    code = line[:3]
+    if code in _NO_ENHANCED or _HAS_ENHANCED.match(line):
+        return line
+    enh = _ENHANCED_FOR.get(code)
+    if enh is None:
+        enh = code[:1] + b".0.0" if code[:1] in (b"2", b"4", b"5") else b""
+        if not enh:
+            return line
+    return code + line[3:4] + enh + b" " + line[4:].lstrip()
+
+
+class _Commands(dict[str, Any]):
+    """aiosmtpd's command table with a budget: every command counts, unknown ones go to a hook."""
+
+    def __init__(self, methods: dict[str, Any], proto: ElemtaSMTP) -> None:
+        super().__init__(methods)
+        self.proto = proto
+
+    def get(self, command: str, default: Any = None) -> Any:  # type: ignore[override]
+        p = self.proto
+        p.commands_seen += 1
+        if p.commands_seen > p.max_commands:
+            return p.too_many_commands
+        m = dict.get(self, command)
+        if m is None:
+            return lambda arg, _c=command: p.unknown_command(_c, arg)
+        return m
+
+
+class ElemtaSMTP(SMTP):
+    """One instance per connection, as in aiosmtpd."""
+
+    event_handler: SMTPHandler
+
+    def __init__(self, handler: SMTPHandler, *, max_commands: int, max_bad_commands: int,
+                 line_length_limit: int, command_size_limit: int, **kw: Any) -> None:
+        # aiosmtpd reads these as class attributes; set per instance before its __init__ uses them.
+        self.line_length_limit = line_length_limit + 1  # + the transparency dot
+        self.command_size_limit = command_size_limit
+        # aiosmtpd's table is a class-level dict shared by all connections; give each its own.
+        self.command_size_limits = collections.defaultdict(lambda: command_size_limit)
+        super().__init__(handler, **kw)
+        self.max_commands = max_commands
+        self.max_bad_commands = max_bad_commands
+        self.commands_seen = 0
+        self.bad_commands = 0
+        self._refused = False
+        self._released = False
+        self._in_ehlo = False
+        self._smtp_methods = _Commands(self._smtp_methods, self)
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and not self.event_handler.admit(self):
+            self._refused = True
+            self.transport = transport
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            self.transport = None
+            return
+        try:
+            super().connection_lost(error)
+        finally:
+            if not self._released:
+                self._released = True
+                self.event_handler.released(self)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        super().eof_received()
+        # aiosmtpd keeps a plain-TCP transport half-open after EOF; if its handler task was
+        # cancelled before it ran, nothing would ever close it. A client that sent EOF is done.
+        return False
+
+    async def _handle_client(self) -> None:
+        reply = await self.event_handler.on_connect(self)
+        if reply is not None:
+            await self.push(reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    # -- replies ---------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii", "replace")
+        if self.session is not None and self.session.extended_smtp and not self._in_ehlo:
+            status = b"\r\n".join(add_enhanced_code(ln) for ln in status.split(b"\r\n"))
+        await super().push(status)
+
+    async def close_with(self, reply: str) -> None:
+        await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # Run data_start only where aiosmtpd would answer 354; it reports every other case.
+        if (self.session is not None and self.session.host_name and self.envelope is not None
+                and self.envelope.rcpt_tos and not arg
+                and not (self._auth_required and not self.session.authenticated)):
+            reply = await self.event_handler.on_data_start(self)
+            if reply is not None:
+                await self.push(reply)
+                return
+        await super().smtp_DATA(arg)
+
+    async def unknown_command(self, command: str, arg: str | None) -> None:
+        self.bad_commands += 1
+        if self.bad_commands > self.max_bad_commands:
+            await self.close_with("421 4.7.0 Too many errors, closing connection")
+            return
+        await self.push(await self.event_handler.on_unknown(self, command, arg))
+
+    async def too_many_commands(self, arg: str | None) -> None:
+        await self.close_with("421 4.7.0 Too many commands, closing connection")
+
+
+ProtocolFactory = Callable[[], ElemtaSMTP]
+ReplyAwaitable = Awaitable[str | None]
