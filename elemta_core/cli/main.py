@@ -208,6 +208,33 @@ def user_add(users_file: str, username: str, password: str) -> None:
     click.echo(f"{username} written to {p}")
 
 
+#: Command modules owned by other parts of the system; each exposes ``commands`` (a list of
+#: click commands or groups) and is loaded when present.
+COMMAND_MODULES = (
+    "elemta_core.cli.external",    # plugin test / info / new
+    "elemta_core.cli.auth",        # auth spf / verify, dkim keygen
+    "elemta_core.cli.ratelimit",   # ratelimit show / reset
+    "elemta_core.cli.quarantine",  # quarantine list / show / release / delete
+    "elemta_core.cli.queue",       # queue list / show / flush / hold / release / delete
+)
+
+
+def _load_command_modules() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        mod = importlib.import_module(name)
+        for cmd in getattr(mod, "commands", ()):
+            target = plugin if getattr(cmd, "elemta_plugin_subcommand", False) else cli
+            target.add_command(cmd)
+
+
+_load_command_modules()
+
+
 def main() -> None:
     cli()
 
