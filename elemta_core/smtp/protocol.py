@@ -90,8 +90,7 @@ class ElemtaSMTP(SMTP):
         if self._original_transport is None and not self.event_handler.admit(self):
             self._refused = True
             self.transport = transport
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
             transport.close()
             return
         super().connection_made(transport)
@@ -106,6 +105,12 @@ class ElemtaSMTP(SMTP):
             if not self._released:
                 self._released = True
                 self.event_handler.released(self)
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.5.3.2: tell the idle client why before closing.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()
 
     def eof_received(self) -> bool | None:
         if self._refused:

@@ -156,3 +156,11 @@ class ServerProcess:
             if len(msgs) >= count or time.monotonic() > deadline:
                 return msgs
             time.sleep(0.02)
+
+
+TESTPLUGINS_PATH = REPO / "tests" / "support" / "plugin_path"
+
+
+def testplugins_env() -> dict[str, str]:
+    """Environment that makes the test plugins (t_first, t_second, t_third) discoverable."""
+    return {"PYTHONPATH": f"{REPO}{os.pathsep}{TESTPLUGINS_PATH}"}
