@@ -1,0 +1,1 @@
+"""Built-in plugins, published through the ``elemta.plugins`` entry points like any other."""
