@@ -161,6 +161,6 @@ class ServerProcess:
 TESTPLUGINS_PATH = REPO / "tests" / "support" / "plugin_path"
 
 
-def testplugins_env() -> dict[str, str]:
+def with_test_plugins_env() -> dict[str, str]:
     """Environment that makes the test plugins (t_first, t_second, t_third) discoverable."""
     return {"PYTHONPATH": f"{REPO}{os.pathsep}{TESTPLUGINS_PATH}"}

@@ -49,6 +49,7 @@ class _Base(Plugin):
                                     "auth": ctx.auth_user, "helo": ctx.helo,
                                     "event": ctx.event.kind if ctx.event else None,
                                     "detail": ctx.event.detail if ctx.event else None,
+                                    "event_plugin": ctx.event.plugin if ctx.event else None,
                                     "t": time.time()}) + "\n")
 
     def _make(self, hp: HookPoint) -> Any:
