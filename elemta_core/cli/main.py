@@ -16,7 +16,11 @@ from elemta_core.admin.client import AdminError, AdminUnavailable, call
 from elemta_core.config.errors import ConfigError
 
 console = Console()
-err = Console(stderr=True)
+
+
+def say_error(text: str) -> None:
+    """One unwrapped line on stderr, so scripts and people read the same thing."""
+    click.echo(text, err=True)
 
 config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                              default=None, help="TOML config file (default: embedded defaults)")
@@ -28,7 +32,7 @@ def _load(config_path: str | None) -> Any:
     try:
         return load(config_path)
     except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}", markup=True, highlight=False)
+        say_error(f"config error: {e}")
         sys.exit(2)
 
 
@@ -38,10 +42,10 @@ def admin_call(config_path: str | None, cmd: str, args: dict[str, Any] | None = 
     try:
         return call(cfg.admin_socket, cmd, args)
     except AdminUnavailable as e:
-        err.print(f"elemta is not running: {e}", highlight=False)
+        say_error(f"elemta is not running: {e}")
         sys.exit(3)
     except AdminError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        say_error(f"error: {e}")
         sys.exit(1)
 
 
@@ -66,10 +70,10 @@ def serve(config_path: str | None) -> None:
     try:
         run(config_path)
     except ConfigError as e:
-        err.print(f"config error: {e}", highlight=False)
+        say_error(f"config error: {e}")
         sys.exit(2)
     except OSError as e:
-        err.print(f"cannot start: {e}", highlight=False)
+        say_error(f"cannot start: {e}")
         sys.exit(1)
 
 
@@ -94,7 +98,7 @@ def config_check(config_path: str | None) -> None:
             mgr.add_provider(p)
         handles = mgr.build()
     except ConfigError as e:
-        err.print(f"config error: {e}", highlight=False)
+        say_error(f"config error: {e}")
         sys.exit(2)
     names = ", ".join(h.name for h in handles) or "none"
     click.echo(f"{config_path or '(embedded defaults)'}: OK; plugins: {names}")
@@ -131,7 +135,7 @@ def plugin_list(as_json: bool, config_path: str | None) -> None:
         live = False
         rows = configured_plugins(cfg)
     except AdminError as e:
-        err.print(f"error: {e}", highlight=False)
+        say_error(f"error: {e}")
         sys.exit(1)
     if as_json:
         click.echo(json.dumps({"plugins": rows}, indent=2))
@@ -156,7 +160,7 @@ def configured_plugins(cfg: Any) -> list[dict[str, Any]]:
                 info["state"] = PluginState.STOPPED
                 rows.append(info)
     except ConfigError as e:
-        err.print(f"config error: {e}", highlight=False)
+        say_error(f"config error: {e}")
     return rows
 
 

@@ -100,30 +100,40 @@ class Message:
         return self.raw[: self.body_offset]
 
     def with_changes(self, changes: Iterable[HeaderChange]) -> Message:
-        """Return a new message with the changes applied; each ADD is prepended (last on top)."""
+        """Return a new message with the changes applied.
+
+        ADD prepends (the last added ends on top, as trace headers do); REPLACE rewrites the
+        first occurrence in place and drops the others; REMOVE drops all, or the n-th.
+        """
         changes = list(changes)
         if not changes:
             return self
+        raw = self.raw
         fields = self.fields
-        drop: set[int] = set()
-        added: list[bytes] = []
+        names = [f.name.lower() for f in fields]
+        kept: list[bytes | None] = [raw[f.start:f.end] for f in fields]
+        added: list[tuple[str, bytes]] = []
         for ch in changes:
             lname = ch.name.lower()
-            if ch.op in (HeaderOp.REMOVE, HeaderOp.REPLACE):
-                idxs = [i for i, f in enumerate(fields) if f.name.lower() == lname]
-                if ch.op is HeaderOp.REMOVE and ch.index > 0:
-                    idxs = idxs[ch.index - 1: ch.index]
-                drop.update(idxs)
-                added = [a for a in added if not (
-                    ch.op is HeaderOp.REPLACE and a.lower().startswith(lname.encode() + b":")
-                )]
-            if ch.op in (HeaderOp.ADD, HeaderOp.REPLACE):
-                added.append(format_header(ch.name, ch.value))
-        parts: list[bytes] = list(reversed(added))
-        raw = self.raw
-        for i, f in enumerate(fields):
-            if i not in drop:
-                parts.append(raw[f.start:f.end])
+            live = [i for i, n in enumerate(names) if n == lname and kept[i] is not None]
+            if ch.op is HeaderOp.ADD:
+                added.append((lname, format_header(ch.name, ch.value)))
+                continue
+            if ch.op is HeaderOp.REMOVE and ch.index > 0:
+                for i in live[ch.index - 1: ch.index]:
+                    kept[i] = None
+                continue
+            added = [a for a in added if a[0] != lname]
+            for i in live:
+                kept[i] = None
+            if ch.op is HeaderOp.REPLACE:
+                new = format_header(ch.name, ch.value)
+                if live:
+                    kept[live[0]] = new
+                else:
+                    added.append((lname, new))
+        parts = [h for _, h in reversed(added)]
+        parts += [h for h in kept if h is not None]
         if fields:
             parts.append(raw[fields[-1].end:])
         else:

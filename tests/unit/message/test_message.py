@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from elemta_core.hooks.types import HeaderChange, HeaderOp
+from elemta_core.message.message import Message, format_header
+
+RAW = (b"Received: from a\r\n by b\r\nSubject: Hello\r\n\tworld\r\nX-Dup: 1\r\nX-Dup: 2\r\n"
+       b"\r\nbody line\r\n")
+
+
+def test_header_index_and_body_without_copy() -> None:
+    m = Message(RAW)
+    assert m.headers == [("Received", "from a  by b"), ("Subject", "Hello \tworld"),
+                         ("X-Dup", "1"), ("X-Dup", "2")]
+    assert m.get("subject") == "Hello \tworld"
+    assert m.get_all("x-dup") == ["1", "2"]
+    assert bytes(m.body) == b"body line\r\n"
+    assert isinstance(m.body, memoryview)
+
+
+def test_changes_add_on_top_remove_and_replace() -> None:
+    m = Message(RAW).with_changes([
+        HeaderChange(HeaderOp.ADD, "X-First", "a"),
+        HeaderChange(HeaderOp.ADD, "X-Second", "b"),
+        HeaderChange(HeaderOp.REMOVE, "X-Dup", index=2),
+        HeaderChange(HeaderOp.REPLACE, "Subject", "new"),
+    ])
+    assert m.raw.startswith(b"X-Second: b\r\nX-First: a\r\nReceived: from a\r\n by b\r\n"
+                            b"Subject: new\r\nX-Dup: 1\r\n\r\n")
+    assert m.raw.endswith(b"\r\n\r\nbody line\r\n")
+
+
+def test_header_injection_is_neutralised() -> None:
+    assert format_header("X-A", "one\r\nBcc: evil") == b"X-A: one Bcc: evil\r\n"
+    assert format_header("X:B\r\n", "v") == b"XB: v\r\n"
+
+
+def test_message_without_headers_or_body() -> None:
+    m = Message(b"no header line here\r\n")
+    assert m.headers == [] and bytes(m.body) == b"no header line here\r\n"
+    m2 = m.with_changes([HeaderChange(HeaderOp.ADD, "X-A", "1")])
+    assert m2.raw == b"X-A: 1\r\n\r\nno header line here\r\n"
+    assert Message(b"").with_changes([HeaderChange(HeaderOp.ADD, "X", "1")]).raw == b"X: 1\r\n\r\n"
