@@ -27,6 +27,7 @@ from elemta_core.plugins.api import Plugin, PluginServices
 from elemta_core.plugins.manager import PluginManager, discover, plugin_sections
 from elemta_core.queue.envelope import QueueState
 from elemta_core.queue.quarantine import Quarantine
+from elemta_core.queue.quarantine_admin import register_quarantine_commands
 from elemta_core.queue.runner import QueueRunner
 from elemta_core.queue.spool import Spool
 from elemta_core.smtp.handler import EdgePolicy, SMTPHandler
@@ -196,6 +197,9 @@ class Daemon:
 
         self.admin_commands.update({"plugin.list": plugin_list, "status": status,
                                     "config.reload": reload})
+        assert self.handler is not None and self.spool is not None and self.runner is not None
+        register_quarantine_commands(self.admin_commands, self.handler.quarantine, self.spool,
+                                     self.runner)
 
     # -- reload and shutdown -----------------------------------------------------------------
 

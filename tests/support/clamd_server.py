@@ -64,9 +64,9 @@ class ClamdServer:
     def start(self, timeout: float = 30.0) -> ClamdServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self._write_config()
-        self.proc = subprocess.Popen([self.binary, "--config-file", str(conf)], cwd=self.workdir,
-                                     stdout=open(self.workdir / "stdout.log", "ab"),
-                                     stderr=subprocess.STDOUT)
+        with open(self.workdir / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen([self.binary, "--config-file", str(conf)],
+                                         cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

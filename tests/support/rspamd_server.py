@@ -133,11 +133,12 @@ class RspamdServer:
             f"--var=LOCAL_CONFDIR={conf}", f"--var=DBDIR={db}",
             f"--var=RUNDIR={self.workdir}", f"--var=LOGDIR={self.workdir}",
         ]
-        self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=open(self.workdir / "stdout.log", "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.workdir / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait(self.proc, self.port, timeout)
-        except Exception:
+        except (RuntimeError, TimeoutError):
             out = (self.workdir / "stdout.log").read_text(errors="replace")
             self.stop()
             raise RuntimeError(f"rspamd did not start:\n{out}\n{self.log()}") from None
