@@ -41,6 +41,49 @@ TEMPFAIL_ON_FAILURE = HookResult(
 REJECT_ON_FAILURE = HookResult(Action.REJECT, 554, "5.3.0", "Rejected by local policy")
 
 
+class _Resume:
+    """Awaits the rest of a coroutine that was already started with ``send(None)``.
+
+    It hands the first yielded future to the running task and then relays sends and throws
+    (cancellation included), exactly as ``await`` would have done from the start.
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _coerce(link: Link, r: Any) -> HookResult:
+    """A sync hook that returned an awaitable, or a hook that returned garbage."""
+    if inspect.isawaitable(r):
+        async with asyncio.timeout(link.timeout):
+            r = await r
+    if not isinstance(r, HookResult):
+        raise TypeError(f"hook returned {type(r).__name__}, not HookResult")
+    return r
+
+
 class PluginUnavailable(Exception):
     """Raised by a hook function whose plugin cannot answer now (down, restarting, disabled)."""
 
@@ -122,18 +165,23 @@ class Pipeline:
             t0 = perf()
             try:
                 if link.is_async:
-                    if link.timeout is None:
-                        r = await link.fn(ctx)
+                    # Eager start: most hooks finish without awaiting anything, and those need
+                    # neither a task nor a timer. Only one that suspends gets the timeout.
+                    coro = link.fn(ctx)
+                    try:
+                        yielded = coro.send(None)
+                    except StopIteration as stop:
+                        r = stop.value
                     else:
-                        async with asyncio.timeout(link.timeout):
-                            r = await link.fn(ctx)
+                        if link.timeout is None:
+                            r = await _Resume(coro, yielded)
+                        else:
+                            async with asyncio.timeout(link.timeout):
+                                r = await _Resume(coro, yielded)
                 else:
                     r = link.fn(ctx)
-                    if inspect.isawaitable(r):
-                        async with asyncio.timeout(link.timeout):
-                            r = await r
-                if r is not CONTINUE and not isinstance(r, HookResult):
-                    raise TypeError(f"hook returned {type(r).__name__}, not HookResult")
+                if r.__class__ is not HookResult:
+                    r = await _coerce(link, r)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - a plugin never breaks the session

@@ -128,3 +128,28 @@ async def test_cancellation_propagates() -> None:
 
 async def test_empty_chain_is_continue() -> None:
     assert await Pipeline([]).run(RCPT, ctx()) is CONTINUE
+
+
+async def test_suspending_hooks_resume_correctly_with_and_without_timeout() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def waits(c: HookContext) -> HookResult:
+        await asyncio.sleep(0)  # a bare yield
+        fut = loop.create_future()
+        loop.call_later(0.01, fut.set_result, "x")
+        assert await fut == "x"
+        assert asyncio.current_task() is not None
+        return HookResult.reject("after waiting")
+
+    for timeout in (None, 1.0):
+        r = await Pipeline([link("w", waits, timeout=timeout)]).run(RCPT, ctx())
+        assert r.text == "after waiting"
+
+
+async def test_exception_after_suspension_applies_policy() -> None:
+    async def late_fail(c: HookContext) -> HookResult:
+        await asyncio.sleep(0.001)
+        raise ValueError("late")
+
+    r = await Pipeline([link("l", late_fail, policy=FailurePolicy.REJECT)]).run(RCPT, ctx())
+    assert r.action is Action.REJECT
