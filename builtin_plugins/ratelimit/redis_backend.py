@@ -1,0 +1,216 @@
+"""The shared store: Redis or Valkey through redis-py's asyncio client.
+
+Every check is one round trip: the keys of one subject share a cluster hash tag and go to one
+``EVALSHA`` of :data:`~builtin_plugins.ratelimit.scripts.CHECK`; a check spanning subjects
+sends one ``EVALSHA`` per tag in a single pipeline. Scripts are loaded once and called by hash;
+after a server restart (``NOSCRIPT``) they are loaded again and the call repeated, which is safe
+because a missing script changed nothing. Every call is bounded by ``timeout``: past it, or on
+any connection error, :class:`BackendError` is raised and the plugin applies its policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.retry import Retry
+
+from builtin_plugins.ratelimit.backend import (
+    ALLOWED,
+    LEASE_LIMIT,
+    BackendError,
+    KeyState,
+    LeaseRequest,
+    Verdict,
+)
+from builtin_plugins.ratelimit.config import RateLimitConfig
+from builtin_plugins.ratelimit.gcra import US, Charge
+from builtin_plugins.ratelimit.keys import hash_tag
+from builtin_plugins.ratelimit.scripts import ALL, CHECK, INSPECT, REFRESH, Script
+
+
+def client_from_config(cfg: RateLimitConfig) -> Redis:
+    """A client for ``redis_url`` with the section's credentials, TLS and timeouts."""
+    timeout = cfg.timeout_ms / 1000
+    kw: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),  # the plugin's own policy replaces redis-py's retries
+        "health_check_interval": 0,
+        "client_name": "elemta-ratelimit",
+    }
+    if cfg.redis_username:
+        kw["username"] = cfg.redis_username
+    if cfg.redis_password:
+        kw["password"] = cfg.redis_password
+    url = cfg.redis_url
+    if cfg.tls:
+        if url.startswith("redis://"):
+            url = "rediss://" + url.removeprefix("redis://")
+        kw["ssl_cert_reqs"] = ssl.CERT_REQUIRED if cfg.redis_tls_verify else ssl.CERT_NONE
+        kw["ssl_check_hostname"] = cfg.redis_tls_verify
+        if cfg.redis_tls_ca:
+            kw["ssl_ca_certs"] = cfg.redis_tls_ca
+        if cfg.redis_tls_cert:
+            kw["ssl_certfile"] = cfg.redis_tls_cert
+            kw["ssl_keyfile"] = cfg.redis_tls_key
+    return Redis.from_url(url, **kw)
+
+
+def _group(keys: Sequence[str]) -> dict[str, list[int]]:
+    """Indexes of ``keys`` by cluster hash tag, in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(hash_tag(k), []).append(i)
+    return groups
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(self, client: Redis, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, cfg: RateLimitConfig) -> RedisBackend:
+        return cls(client_from_config(cfg), cfg.timeout_ms / 1000)
+
+    async def prepare(self) -> None:
+        """Load the scripts now (at start), so the first checks need no ``NOSCRIPT`` detour."""
+        await self._bounded(self.load_scripts())
+
+    async def load_scripts(self) -> None:
+        for script in ALL:
+            sha = await self.client.script_load(script.source)
+            if sha != script.sha:
+                raise BackendError(f"server hashed script {script.name} as {sha}")
+
+    async def _bounded(self, coro: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await coro
+        except TimeoutError:
+            raise BackendError(f"no answer within {self.timeout * 1000:.0f} ms") from None
+        except (RedisError, OSError) as e:
+            raise BackendError(f"{type(e).__name__}: {e}") from None
+
+    async def _evalsha(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """Run scripts in one round trip (one pipeline when several); reload on NOSCRIPT."""
+        for attempt in (1, 2):
+            try:
+                if len(calls) == 1:
+                    s, keys, args = calls[0]
+                    return [await self.client.evalsha(s.sha, len(keys), *keys, *args)]
+                pipe = self.client.pipeline(transaction=False)
+                for s, keys, args in calls:
+                    pipe.evalsha(s.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+                if any(isinstance(r, NoScriptError) for r in results):
+                    raise NoScriptError("NOSCRIPT")
+                for r in results:
+                    if isinstance(r, Exception):
+                        raise r
+                return list(results)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.load_scripts()
+            except ResponseError as e:
+                if "NOSCRIPT" not in str(e) or attempt == 2:
+                    raise
+                await self.load_scripts()
+        raise AssertionError("unreachable")
+
+    async def check(self, charges: Sequence[Charge], lease: LeaseRequest | None = None) -> Verdict:
+        keys = [c.key for c in charges]
+        if lease is not None:
+            keys.append(lease.key)
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        owners: list[list[int]] = []
+        for idx in _group(keys).values():
+            ks: list[str] = []
+            args: list[Any] = [0]
+            rates = [i for i in idx if i < len(charges)]
+            for i in rates:
+                c = charges[i]
+                ks.append(c.key)
+                args += [repr(c.interval_us), c.burst, c.cost]
+            args[0] = len(rates)
+            if lease is not None and len(charges) in idx:
+                ks.append(lease.key)
+                args += [lease.limit, lease.member, lease.ttl_ms]
+            calls.append((CHECK, ks, args))
+            owners.append(idx)
+        results = await self._bounded(self._evalsha(calls))
+        for idx, (pos, retry_us) in zip(owners, results):
+            if pos:
+                i = idx[int(pos) - 1]
+                name = charges[i].name if i < len(charges) else LEASE_LIMIT
+                return Verdict(False, name, int(retry_us) / US)
+        return ALLOWED
+
+    async def refresh(self, leases: Sequence[tuple[str, str]], ttl_ms: int) -> None:
+        by_key: dict[str, list[str]] = {}
+        for key, member in leases:
+            by_key.setdefault(key, []).append(member)
+        if by_key:
+            await self._bounded(self._evalsha(
+                [(REFRESH, [k], [ttl_ms, *members]) for k, members in by_key.items()]))
+
+    async def release(self, key: str, member: str) -> None:
+        await self._bounded(self.client.zrem(key, member))
+
+    async def inspect(self, keys: Sequence[str]) -> dict[str, KeyState]:
+        groups = list(_group(keys).values())
+        if not groups:
+            return {}
+        results = await self._bounded(self._evalsha(
+            [(INSPECT, [keys[i] for i in idx], []) for idx in groups]))
+        out: dict[str, KeyState] = {}
+        for idx, res in zip(groups, results):
+            now = float(res[0])
+            for n, i in enumerate(idx):
+                kind, value = res[1 + 2 * n].decode(), res[2 + 2 * n]
+                if kind == "rate":
+                    out[keys[i]] = KeyState("rate", now, tat_us=float(value))
+                elif kind == "lease":
+                    out[keys[i]] = KeyState("lease", now, leases=int(value))
+                else:
+                    out[keys[i]] = KeyState("none", now)
+        return out
+
+    async def scan(self, prefix: str, limit: int) -> list[str]:
+        async def go() -> list[str]:
+            found: list[str] = []
+            async for key in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+                found.append(key.decode() if isinstance(key, bytes) else key)
+                if len(found) >= limit:
+                    break
+            return sorted(found)
+
+        return await self._bounded(go())  # type: ignore[no-any-return]
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        # One DEL per key: keys of different subjects may live on different cluster nodes.
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.delete(k)
+        return sum(int(n) for n in await self._bounded(pipe.execute()))
+
+    async def ping(self) -> None:
+        await self._bounded(self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
