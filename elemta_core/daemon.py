@@ -28,6 +28,7 @@ from elemta_core.plugins.manager import PluginManager, discover, plugin_sections
 from elemta_core.queue.envelope import QueueState
 from elemta_core.queue.quarantine import Quarantine
 from elemta_core.queue.quarantine_admin import register_quarantine_commands
+from elemta_core.queue.admin import register as register_queue_commands
 from elemta_core.queue.runner import QueueRunner
 from elemta_core.queue.spool import Spool
 from elemta_core.smtp.handler import EdgePolicy, SMTPHandler
@@ -127,8 +128,7 @@ class Daemon:
         self.spool = Spool(self.state_dir / "spool", cfg.spool.sync, cfg.spool.max_batch)
         await self.spool.start()
         quarantine = Quarantine(self.state_dir / "quarantine")
-        self.runner = QueueRunner(self.spool, cfg.maildir_root, tuple(cfg.delivery.local_domains),
-                                  self.pipeline, concurrency=cfg.delivery.concurrency)
+        self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, None)
         self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, self.runner,
                                    quarantine, self.metrics)
         tls = (await loop.run_in_executor(None, load_or_create, self.state_dir,
@@ -157,6 +157,7 @@ class Daemon:
                 log.info("listening on %s", sock.getsockname()[:2])
 
         self._register_admin()
+        register_queue_commands(self.admin_commands, self.runner)
         self.admin = AdminServer(cfg.admin_socket, self.admin_commands)
         await self.admin.start()
         if cfg.metrics.listen:
@@ -229,6 +230,8 @@ class Daemon:
             if self.handler is not None:
                 policy = edge_policy(cfg)
                 self.handler.policy = policy
+            if self.runner is not None:
+                self.runner.reconfigure(cfg)
             if old is not None:
                 await old.stop()
             log.info("configuration reloaded from %s", self.config_path)

@@ -18,11 +18,13 @@ from elemta_core.config.model import (
     SpoolConfig,
 )
 from elemta_core.config.schema import load_section
+from elemta_core.queue.config import QueueConfig
 
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "delivery": DeliveryConfig,
     "spool": SpoolConfig,
+    "queue": QueueConfig,
     "metrics": MetricsConfig,
     "logging": LoggingConfig,
     "admin": AdminConfig,
@@ -35,6 +37,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)

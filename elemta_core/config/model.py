@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.schema import check_networks, check_positive, parse_hostport
@@ -65,10 +65,27 @@ class DeliveryConfig:
     local_domains: list[str] = field(default_factory=lambda: ["localhost"])
     maildir_root: str = ""  # default: <state_dir>/mail
     concurrency: int = 8
+    #: Smarthost for every non-local domain without a transport rule: "host:port".
+    relayhost: str = ""
+    relayhost_username: str = ""
+    relayhost_password: str = ""
+    #: Per-domain routes: "example.com" = "lmtp:unix:/run/lmtp" | "smtp:[127.0.0.1]:2526".
+    transports: dict[str, str] = field(default_factory=dict)
+    #: Port used when delivering to MX hosts (25; tests point it elsewhere).
+    smtp_port: int = 25
+    #: "opportunistic" (STARTTLS when offered), "require", or "none".
+    tls: Literal["opportunistic", "require", "none"] = "opportunistic"
+    tls_verify: bool = False
+    helo_name: str = ""  # default: server.hostname
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
 
     def validate(self) -> None:
         check_positive("concurrency", self.concurrency)
         self.local_domains = [d.lower().rstrip(".") for d in self.local_domains]
+        from elemta_core.delivery.transports import validate_delivery
+
+        validate_delivery(self)
 
 
 class SyncMode(str, enum.Enum):

@@ -1,47 +1,98 @@
-"""Delivers what the spool holds: local recipients to Maildir, others to a remote transport.
+"""The scheduler: delivers what the spool holds, retries what it must, bounces what fails.
 
-The runner is at-least-once: an entry leaves the spool only after every recipient is
-delivered or failed, and per-recipient state is rewritten durably after each attempt, so a
-crash at any point re-delivers only what was not done.
+At-least-once: an entry leaves the spool only after every recipient is delivered or
+failed (and any DSN is itself durably queued); per-recipient state is rewritten durably
+after each attempt, so a crash (SIGKILL included) re-delivers only what was not done.
+On start, ``active/`` is delivered again and ``deferred/`` is put back on the timer.
+
+Each attempt routes the pending recipients (Maildir, transport rule, relayhost or MX),
+groups them per destination and delivers the groups concurrently; per-destination
+limits and connection reuse live in :mod:`elemta_core.delivery.remote`.
+
+Queue and delivery hooks: ``delivery_attempt`` (per recipient, may refuse or defer),
+``delivery_result`` (per recipient), ``deferred``, ``bounced``, ``expired`` (per message)
+and ``queued`` (for the DSNs made here; the SMTP handler calls it for received mail).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import heapq
 import logging
 import random
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from elemta_core.delivery.bounce import NoticeKind, RecipientStatus, build_dsn, should_notify
 from elemta_core.delivery.maildir import DeliveryError, deliver
+from elemta_core.delivery.result import AttemptResult
+from elemta_core.delivery.transports import LOCAL, Kind, Route, Router
 from elemta_core.hooks.context import DeliveryInfo, HookContext
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import Action, HookPoint
-from elemta_core.queue.envelope import Envelope, QueueState, Recipient, RecipientState
+from elemta_core.message.message import Message
+from elemta_core.queue.config import QueueConfig
+from elemta_core.queue.envelope import (
+    Envelope,
+    QueueState,
+    Recipient,
+    RecipientState,
+    new_queue_id,
+)
 from elemta_core.queue.spool import CorruptEntry, Spool
+
+if TYPE_CHECKING:
+    from elemta_core.config.loader import Config
+    from elemta_core.delivery.mx import DnsLookup
+
+__all__ = ["AttemptResult", "QueueRunner", "RemoteTransport", "Schedule"]
 
 log = logging.getLogger("elemta.queue")
 
 DEFAULT_RETRY = (60.0, 300.0, 900.0, 3600.0, 10800.0, 21600.0)
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    recipient: str
-    ok: bool
-    permanent: bool = False
-    code: int | None = None
-    text: str = ""
+DELAY_NOTIFIED_TAG = "queue.delay_notified"
 
 
 class RemoteTransport(Protocol):
-    """Delivers recipients outside the local domains (SMTP/LMTP; see the delivery package)."""
+    """Delivers one group of recipients to one destination (SMTP, LMTP)."""
 
-    async def deliver(self, env: Envelope, data: bytes,
-                      recipients: list[Recipient]) -> list[AttemptResult]: ...
+    async def deliver(self, route: Route, mail_from: str, recipients: list[str],
+                      data: bytes) -> list[AttemptResult]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to retry and when to give up."""
+
+    retry: tuple[float, ...] = DEFAULT_RETRY
+    jitter: float = 0.1
+    max_age: float = 5 * 86400
+    delay_warning: float | None = None
+    max_hops: int = 50
+    keep_failed: bool = False
+
+    @classmethod
+    def from_config(cls, q: QueueConfig) -> Schedule:
+        return cls(q.retry_seconds, q.jitter, q.max_age_seconds, q.delay_warning_seconds,
+                   q.max_hops, q.keep_failed)
+
+    def next_delay(self, attempts: int, rng: random.Random) -> float:
+        """The wait after attempt number ``attempts`` (1-based); the last step repeats."""
+        base = self.retry[min(max(attempts, 1) - 1, len(self.retry) - 1)]
+        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+def _hops(data: bytes) -> int:
+    head = Message(data).header_bytes()
+    return head.count(b"\nReceived:") + head.startswith(b"Received:")
 
 
 class QueueRunner:
@@ -53,43 +104,82 @@ class QueueRunner:
         pipeline: Callable[[], Pipeline],
         *,
         concurrency: int = 8,
-        retry: tuple[float, ...] = DEFAULT_RETRY,
-        max_age: float = 5 * 86400,
+        schedule: Schedule | None = None,
+        router: Router | None = None,
         remote: RemoteTransport | None = None,
-        on_expired: Callable[[Envelope, bytes], Awaitable[None]] | None = None,
+        hostname: str = "localhost",
+        rng: random.Random | None = None,
     ) -> None:
         self.spool = spool
         self.maildir_root = maildir_root
-        self.local_domains = frozenset(local_domains)
         self.pipeline = pipeline
         self.concurrency = concurrency
-        self.retry = retry
-        self.max_age = max_age
+        self.schedule = schedule or Schedule()
+        self.router = router or Router(frozenset(local_domains), {}, None)
         self.remote = remote
-        self.on_expired = on_expired
+        self.hostname = hostname
+        self.rng = rng or random.Random()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._inflight: set[str] = set()
+        self._claimed: set[str] = set()  # entries a worker or an admin command is moving
+        self._after: dict[str, QueueState | None] = {}  # hold/delete asked during an attempt
+        self._timers: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._io = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+        self._io = ThreadPoolExecutor(max_workers=max(concurrency, 2), thread_name_prefix="deliver")
         self.delivered = 0
+        self.failed = 0
+        self.deferred = 0
+        self.bounces = 0
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def is_local(self, address: str) -> bool:
-        return address.rpartition("@")[2].lower() in self.local_domains
+    @classmethod
+    def from_config(cls, cfg: Config, spool: Spool, pipeline: Callable[[], Pipeline],
+                    dns: DnsLookup | None) -> QueueRunner:
+        """The runner the daemon uses: routes, SMTP/LMTP client and schedule from config."""
+        from elemta_core.delivery.pool import ConnectionPool
+        from elemta_core.delivery.remote import RemoteDelivery
+        from elemta_core.delivery.smtp import ClientSettings
+
+        d, q = cfg.delivery, cfg.queue
+        settings = ClientSettings(helo_name=d.helo_name or cfg.server.hostname,
+                                  connect_timeout=d.connect_timeout,
+                                  command_timeout=d.command_timeout, tls=d.tls,
+                                  tls_verify=d.tls_verify)
+        pool = ConnectionPool(q.connection_reuse, q.connection_idle_seconds,
+                              q.destination_concurrency)
+        remote = RemoteDelivery(settings, dns, pool, q.destination_concurrency)
+        return cls(spool, cfg.maildir_root, tuple(d.local_domains), pipeline,
+                   concurrency=d.concurrency, schedule=Schedule.from_config(q),
+                   router=Router.from_config(d), remote=remote, hostname=cfg.server.hostname)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """SIGHUP: new routes and schedule apply from the next attempt on."""
+        self.router = Router.from_config(cfg.delivery)
+        self.schedule = Schedule.from_config(cfg.queue)
+
+    # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Recover: everything in active/ is delivered again, deferred/ waits its turn."""
-        n = 0
-        for qid, env in self.spool.scan(QueueState.ACTIVE):
-            if env is not None:
-                self.submit(qid)
-                n += 1
-        if n:
-            log.info("recovered %d queued messages from the spool", n)
+        loop = asyncio.get_running_loop()
+        active = await loop.run_in_executor(self._io, lambda: [
+            qid for qid, env in self.spool.scan(QueueState.ACTIVE) if env is not None])
+        deferred = await loop.run_in_executor(self._io, lambda: [
+            (qid, env.next_attempt) for qid, env in self.spool.scan(QueueState.DEFERRED)
+            if env is not None])
+        for qid in active:
+            self.submit(qid)
+        for qid, at in deferred:
+            self._schedule(qid, at)
+        if active or deferred:
+            log.info("recovered %d active and %d deferred messages from the spool",
+                     len(active), len(deferred))
         for i in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"delivery-{i}"))
-        self._tasks.append(asyncio.create_task(self._retry_loop(), name="queue-retry"))
+        self._tasks.append(asyncio.create_task(self._timer_loop(), name="queue-timer"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -100,9 +190,12 @@ class QueueRunner:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
+        if self.remote is not None:
+            await self.remote.close()
         self._io.shutdown(wait=True)
 
     def submit(self, queue_id: str) -> None:
+        """Deliver ``queue_id`` (in active/) as soon as a worker is free."""
         if queue_id not in self._inflight:
             self._inflight.add(queue_id)
             self.idle.clear()
@@ -112,13 +205,57 @@ class QueueRunner:
         while True:
             qid = await self._queue.get()
             try:
-                await self.process(qid)
+                if qid in self._claimed:
+                    continue  # an admin command is moving it; it resubmits when needed
+                self._claimed.add(qid)
+                try:
+                    await self.process(qid)
+                finally:
+                    self._claimed.discard(qid)
+                    self._after.pop(qid, None)
             except Exception:
                 log.exception("delivery of %s failed unexpectedly; it stays queued", qid)
             finally:
                 self._inflight.discard(qid)
                 if not self._inflight:
                     self.idle.set()
+
+    # -- the retry timer -----------------------------------------------------------------------
+
+    def _schedule(self, qid: str, at: float) -> None:
+        self._due[qid] = at
+        heapq.heappush(self._timers, (at, qid))
+        self._wake.set()
+
+    def unschedule(self, qid: str) -> None:
+        self._due.pop(qid, None)  # its heap entry is skipped when it comes up
+
+    async def _timer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.time()
+            while self._timers and self._timers[0][0] <= now:
+                at, qid = heapq.heappop(self._timers)
+                if self._due.get(qid) != at or qid in self._claimed:
+                    continue
+                del self._due[qid]
+                self._claimed.add(qid)
+                try:
+                    await loop.run_in_executor(self._io, self.spool.move, qid,
+                                               QueueState.DEFERRED, QueueState.ACTIVE)
+                except FileNotFoundError:
+                    continue
+                finally:
+                    self._claimed.discard(qid)
+                self.submit(qid)
+            self._wake.clear()
+            wait = self._timers[0][0] - time.time() if self._timers else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    # -- hooks ---------------------------------------------------------------------------------
 
     def _ctx(self, env: Envelope, info: DeliveryInfo) -> HookContext:
         return HookContext(
@@ -134,7 +271,10 @@ class QueueRunner:
             return Action.CONTINUE
         return (await pipe.run(hook, self._ctx(env, info))).action
 
+    # -- one attempt ---------------------------------------------------------------------------
+
     async def process(self, queue_id: str) -> None:
+        """One delivery attempt of the entry in active/, then record what happened."""
         loop = asyncio.get_running_loop()
         try:
             env, data = await self.spool.aread(queue_id, QueueState.ACTIVE)
@@ -145,37 +285,76 @@ class QueueRunner:
                                        QueueState.ACTIVE, str(e))
             return
         env.attempts += 1
-        local = [r for r in env.pending() if self.is_local(r.address)]
-        remote = [r for r in env.pending() if not self.is_local(r.address)]
+        pending = env.pending()
+        if _hops(data) > self.schedule.max_hops:
+            results = [AttemptResult(r.address, False, True, 554,
+                                     f"5.4.6 mail loop: more than {self.schedule.max_hops} hops")
+                       for r in pending]
+        else:
+            groups: defaultdict[Route, list[Recipient]] = defaultdict(list)
+            for r in pending:
+                groups[self.router.route(r.address)].append(r)
+            parts = await asyncio.gather(*(self._attempt(env, data, route, rcpts)
+                                           for route, rcpts in groups.items()))
+            results = [res for part in parts for res in part]
+        await self._record(env, data, results)
+
+    async def _attempt(self, env: Envelope, data: bytes, route: Route,
+                       rcpts: list[Recipient]) -> list[AttemptResult]:
         results: list[AttemptResult] = []
-        for r in local:
-            info = DeliveryInfo(queue_id, r.address, env.attempts, "attempt", destination="maildir")
+        go: list[str] = []
+        for r in rcpts:
+            info = DeliveryInfo(env.queue_id, r.address, env.attempts, "attempt",
+                                destination=route.key)
             act = await self._hook(HookPoint.DELIVERY_ATTEMPT, env, info)
             if act is Action.REJECT:
-                results.append(AttemptResult(r.address, False, True, 550, "refused by plugin"))
-                continue
-            if act is Action.TEMPFAIL:
-                results.append(AttemptResult(r.address, False, False, 451, "deferred by plugin"))
-                continue
-            try:
-                await loop.run_in_executor(
-                    self._io, lambda r=r: deliver(self.maildir_root, r.address, data,
-                                                  queue_id=queue_id, mail_from=env.mail_from))
-                results.append(AttemptResult(r.address, True, code=250, text="delivered to maildir"))
-            except DeliveryError as e:
-                results.append(AttemptResult(r.address, False, e.permanent, 451, str(e)))
-        if remote:
-            if self.remote is None:
-                results.extend(AttemptResult(r.address, False, False, 451,
-                                             "no remote transport is configured")
-                               for r in remote)
+                results.append(AttemptResult(r.address, False, True, 550,
+                                             "5.7.1 delivery refused by policy", route.key))
+            elif act is Action.TEMPFAIL:
+                results.append(AttemptResult(r.address, False, False, 451,
+                                             "4.7.1 delivery deferred by policy", route.key))
+            elif act is Action.DISCARD:
+                results.append(AttemptResult(r.address, True, False, 250,
+                                             "2.0.0 discarded by policy", route.key))
             else:
-                results.extend(await self.remote.deliver(env, data, remote))
-        await self._record(env, data, results)
+                go.append(r.address)
+        if not go:
+            return results
+        if route.kind is Kind.LOCAL:
+            return results + await self._local(env, data, go)
+        if self.remote is None:
+            return results + [AttemptResult(a, False, False, 451,
+                                            "4.3.5 no remote transport is configured", route.key)
+                              for a in go]
+        try:
+            return results + await self.remote.deliver(route, env.mail_from, go, data)
+        except Exception as e:  # a bug or an unforeseen error must defer, never lose mail
+            log.exception("%s delivery to %s failed", env.queue_id, route.key)
+            return results + [AttemptResult(a, False, False, 451, f"4.3.0 {type(e).__name__}",
+                                            route.key) for a in go]
+
+    async def _local(self, env: Envelope, data: bytes, addrs: list[str]) -> list[AttemptResult]:
+        loop = asyncio.get_running_loop()
+        out: list[AttemptResult] = []
+        for a in addrs:
+            job = functools.partial(deliver, self.maildir_root, a, data, queue_id=env.queue_id,
+                                    mail_from=env.mail_from)
+            try:
+                await loop.run_in_executor(self._io, job)
+                out.append(AttemptResult(a, True, False, 250, "2.0.0 delivered to maildir",
+                                         LOCAL.key))
+            except DeliveryError as e:
+                code = 550 if e.permanent else 451
+                out.append(AttemptResult(a, False, e.permanent, code,
+                                         f"{'5' if e.permanent else '4'}.2.0 {e}", LOCAL.key))
+        return out
+
+    # -- recording -----------------------------------------------------------------------------
 
     async def _record(self, env: Envelope, data: bytes, results: list[AttemptResult]) -> None:
         loop = asyncio.get_running_loop()
         by_addr = {r.address: r for r in env.recipients}
+        failed: list[RecipientStatus] = []
         for res in results:
             rcpt = by_addr.get(res.recipient)
             if rcpt is None:
@@ -187,49 +366,172 @@ class QueueRunner:
                 self.delivered += 1
             elif res.permanent:
                 rcpt.state = RecipientState.FAILED
-            status = "delivered" if res.ok else ("failed" if res.permanent else "deferred")
-            log.info("%s to=<%s> status=%s code=%s %s", env.queue_id, res.recipient, status,
-                     res.code, res.text)
+                self.failed += 1
+                failed.append(RecipientStatus(res.recipient, res.code, res.text, res.destination))
+            log.info("%s to=<%s> relay=%s status=%s code=%s %s", env.queue_id, res.recipient,
+                     res.destination or "-", res.status, res.code, res.text)
             await self._hook(HookPoint.DELIVERY_RESULT, env, DeliveryInfo(
-                env.queue_id, res.recipient, env.attempts, status, res.code, res.text))
-        if not env.pending():
-            await loop.run_in_executor(self._io, self.spool.remove, env.queue_id, QueueState.ACTIVE)
+                env.queue_id, res.recipient, env.attempts, res.status, res.code, res.text,
+                res.destination))
+        if failed:
+            await self._bounce(env, data, failed, NoticeKind.FAILED)
+        after = self._after.get(env.queue_id, QueueState.ACTIVE)
+        if after is None:  # deleted during the attempt
+            await loop.run_in_executor(self._io, self.spool.remove, env.queue_id,
+                                       QueueState.ACTIVE)
             return
-        age = time.time() - env.received_at
-        if age >= self.max_age:
-            log.warning("%s expired after %.0fs in the queue", env.queue_id, age)
-            await self._hook(HookPoint.EXPIRED, env, DeliveryInfo(env.queue_id, status="expired"))
-            for r in env.pending():
-                r.state = RecipientState.FAILED
+        if not env.pending():
+            await self._finish(env, data)
+            return
+        now = time.time()
+        age = now - env.received_at
+        if age >= self.schedule.max_age:
+            await self._expire(env, data, age)
+            return
+        if (self.schedule.delay_warning is not None and age >= self.schedule.delay_warning
+                and env.tags.get(DELAY_NOTIFIED_TAG) != "1"):
+            items = [RecipientStatus(r.address, r.last_code, r.last_text) for r in env.pending()]
+            if await self._notify(env, data, items, NoticeKind.DELAYED):
+                env.tags[DELAY_NOTIFIED_TAG] = "1"
+        env.next_attempt = now + self.schedule.next_delay(env.attempts, self.rng)
+        env.last_error = "; ".join(f"{r.address}: {r.last_text}" for r in env.pending())
+        dst = QueueState.HOLD if after is QueueState.HOLD else QueueState.DEFERRED
+        await loop.run_in_executor(self._io, self.spool.rewrite_envelope, env, data,
+                                   QueueState.ACTIVE)
+        await loop.run_in_executor(self._io, self.spool.move, env.queue_id,
+                                   QueueState.ACTIVE, dst)
+        self.deferred += 1
+        if dst is QueueState.DEFERRED:
+            self._schedule(env.queue_id, env.next_attempt)
+        await self._hook(HookPoint.DEFERRED, env, DeliveryInfo(
+            env.queue_id, status="deferred", attempt=env.attempts, text=env.last_error))
+
+    async def _finish(self, env: Envelope, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        if self.schedule.keep_failed and any(r.state is RecipientState.FAILED
+                                             for r in env.recipients):
             await loop.run_in_executor(self._io, self.spool.rewrite_envelope, env, data,
                                        QueueState.ACTIVE)
             await loop.run_in_executor(self._io, self.spool.move, env.queue_id,
                                        QueueState.ACTIVE, QueueState.FAILED)
-            if self.on_expired is not None:
-                await self.on_expired(env, data)
             return
-        delay = self.retry[min(env.attempts - 1, len(self.retry) - 1)]
-        env.next_attempt = time.time() + delay * random.uniform(0.9, 1.1)
-        env.last_error = "; ".join(f"{r.address}: {r.last_text}" for r in env.pending())
-        await loop.run_in_executor(self._io, self.spool.rewrite_envelope, env, data,
-                                   QueueState.ACTIVE)
-        await loop.run_in_executor(self._io, self.spool.move, env.queue_id,
-                                   QueueState.ACTIVE, QueueState.DEFERRED)
-        await self._hook(HookPoint.DEFERRED, env, DeliveryInfo(
-            env.queue_id, status="deferred", attempt=env.attempts, text=env.last_error))
+        await loop.run_in_executor(self._io, self.spool.remove, env.queue_id, QueueState.ACTIVE)
 
-    async def _retry_loop(self, every: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(every)
-            now = time.time()
-            due = await loop.run_in_executor(self._io, lambda: [
-                qid for qid, env in self.spool.scan(QueueState.DEFERRED)
-                if env is not None and env.next_attempt <= now])
-            for qid in due:
+    async def _expire(self, env: Envelope, data: bytes, age: float) -> None:
+        log.warning("%s expired after %.0fs in the queue", env.queue_id, age)
+        await self._hook(HookPoint.EXPIRED, env, DeliveryInfo(
+            env.queue_id, status="expired", attempt=env.attempts, text=env.last_error))
+        items = []
+        for r in env.pending():
+            r.state = RecipientState.FAILED
+            text = f"4.4.7 message expired after {age / 3600:.1f} hours; last error: " \
+                   f"{r.last_text or 'none'}"
+            items.append(RecipientStatus(r.address, r.last_code, text))
+        self.failed += len(items)
+        await self._bounce(env, data, items, NoticeKind.FAILED)
+        await self._finish(env, data)
+
+    async def _bounce(self, env: Envelope, data: bytes, items: list[RecipientStatus],
+                      kind: NoticeKind) -> None:
+        await self._notify(env, data, items, kind)
+        text = "; ".join(f"{it.address}: {it.text}" for it in items)
+        for it in items:
+            await self._hook(HookPoint.BOUNCED, env, DeliveryInfo(
+                env.queue_id, it.address, env.attempts, "bounced", it.code, it.text))
+        log.info("%s bounced %d recipient(s): %s", env.queue_id, len(items), text)
+
+    async def _notify(self, env: Envelope, data: bytes, items: list[RecipientStatus],
+                      kind: NoticeKind) -> bool:
+        """Queue a DSN to the sender (durably, before the original's state changes)."""
+        if not should_notify(env.mail_from, Message(data)):
+            log.info("%s no %s notice: the sender is null or the message is a report "
+                     "(loop protection)", env.queue_id, kind.value)
+            return False
+        dsn = build_dsn(kind=kind, reporting_mta=self.hostname, queue_id=env.queue_id,
+                        mail_from=env.mail_from, items=items, original=data,
+                        received_at=env.received_at)
+        qid = new_queue_id()
+        denv = Envelope(qid, "", [Recipient(env.mail_from)], helo=self.hostname,
+                        tags={"dsn.original": env.queue_id, "dsn.kind": kind.value})
+        await self.spool.store(denv, dsn)
+        self.bounces += 1
+        log.info("%s queued %s notice %s to <%s>", env.queue_id, kind.value, qid, env.mail_from)
+        self.submit(qid)
+        await self._hook(HookPoint.QUEUED, denv, DeliveryInfo(qid, status="queued"))
+        return True
+
+    # -- operator commands (the admin socket) ---------------------------------------------------
+
+    def locate(self, queue_id: str) -> QueueState | None:
+        for st in QueueState:
+            if self.spool.path(queue_id, st).exists():
+                return st
+        return None
+
+    async def _move(self, queue_id: str, src: QueueState, dst: QueueState) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._io, self.spool.move, queue_id,
+                                                         src, dst)
+
+    async def flush(self, queue_id: str | None = None) -> list[str]:
+        """Retry now: one deferred (or held back by the timer) entry, or every deferred one."""
+        ids = [queue_id] if queue_id else self.spool.ids(QueueState.DEFERRED)
+        out: list[str] = []
+        for qid in ids:
+            st = self.locate(qid)
+            if st is QueueState.ACTIVE:
+                self.submit(qid)
+                out.append(qid)
+            elif st is QueueState.DEFERRED and qid not in self._claimed:
+                self._claimed.add(qid)
                 try:
-                    await loop.run_in_executor(self._io, self.spool.move, qid,
-                                               QueueState.DEFERRED, QueueState.ACTIVE)
+                    self.unschedule(qid)
+                    await self._move(qid, QueueState.DEFERRED, QueueState.ACTIVE)
                 except FileNotFoundError:
                     continue
+                finally:
+                    self._claimed.discard(qid)
                 self.submit(qid)
+                out.append(qid)
+            elif queue_id:
+                raise LookupError(f"{qid} is not in the active or deferred queue"
+                                  + (f" (it is {st.value})" if st else ""))
+        return out
+
+    async def hold(self, queue_id: str) -> str:
+        """Stop delivering ``queue_id`` until released; an attempt under way finishes first."""
+        st = self.locate(queue_id)
+        if st is QueueState.HOLD:
+            return "already held"
+        if queue_id in self._claimed and st is QueueState.ACTIVE:
+            self._after[queue_id] = QueueState.HOLD
+            return "held after the current attempt"
+        if st not in (QueueState.ACTIVE, QueueState.DEFERRED):
+            raise LookupError(f"no message {queue_id} in the active or deferred queue")
+        self._claimed.add(queue_id)
+        try:
+            self.unschedule(queue_id)
+            await self._move(queue_id, st, QueueState.HOLD)
+        finally:
+            self._claimed.discard(queue_id)
+        return "held"
+
+    async def release(self, queue_id: str) -> str:
+        """Held (or failed) back to active, delivered now."""
+        st = self.locate(queue_id)
+        if st not in (QueueState.HOLD, QueueState.FAILED):
+            raise LookupError(f"no message {queue_id} on hold")
+        await self._move(queue_id, st, QueueState.ACTIVE)
+        self.submit(queue_id)
+        return "released"
+
+    async def delete(self, queue_id: str) -> str:
+        st = self.locate(queue_id)
+        if st is None:
+            raise LookupError(f"no message {queue_id} in the queue")
+        if queue_id in self._claimed and st is QueueState.ACTIVE:
+            self._after[queue_id] = None
+            return "deleted after the current attempt"
+        self.unschedule(queue_id)
+        await asyncio.get_running_loop().run_in_executor(self._io, self.spool.remove,
+                                                         queue_id, st)
+        return "deleted"
