@@ -11,6 +11,7 @@ import base64
 import binascii
 import email.utils
 import ipaddress
+import itertools
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,8 @@ class SMTPHandler:
         self.accepting = True
         self._background: set[asyncio.Task[Any]] = set()
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+        self._session_prefix = secrets.token_hex(3)
+        self._session_seq = itertools.count(1)
 
     # -- background observers ------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class SMTPHandler:
         peer = proto.session.peer or ("", 0)
         sock = proto.transport.get_extra_info("sockname") or ("", 0)
         ctx = HookContext(
-            session_id=secrets.token_hex(6), peer_ip=str(peer[0]), peer_port=int(peer[1]),
+            session_id=f"{self._session_prefix}{next(self._session_seq):x}", peer_ip=str(peer[0]), peer_port=int(peer[1]),
             local_ip=str(sock[0]), local_port=int(sock[1]),
         )
         ctx.relay_allowed = self.policy.relay_ok(ctx.peer_ip)
