@@ -1,0 +1,38 @@
+"""go-plugin's internal services, as the host calls them: grpc.health.v1 (service
+``plugin``) to know a plugin is alive, and ``plugin.GRPCController/Shutdown`` to ask it to
+exit before it is killed."""
+
+from __future__ import annotations
+
+import grpc
+
+from elemta_core.external.constants import HEALTH_SERVICE
+from elemta_core.external.errors import ProtocolError
+from elemta_core.external.proto_gen.grpc_health.v1 import health_pb2, health_pb2_grpc
+from elemta_core.external.proto_gen.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc
+
+
+class Controller:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._controller = grpc_controller_pb2_grpc.GRPCControllerStub(channel)
+
+    async def check(self, timeout: float) -> None:
+        """Raise ProtocolError unless the plugin says SERVING within ``timeout``."""
+        try:
+            r = await self._health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE),
+                                         timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            raise ProtocolError(f"health check failed: {e.code().name} {e.details() or ''}"
+                                .rstrip()) from None
+        if r.status != health_pb2.HealthCheckResponse.SERVING:
+            name = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+            raise ProtocolError(f"health check says {name} for service {HEALTH_SERVICE!r}")
+
+    async def shutdown(self, timeout: float) -> bool:
+        """Ask the plugin to exit; False when it did not acknowledge in time."""
+        try:
+            await self._controller.Shutdown(grpc_controller_pb2.Empty(), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return True

@@ -1,0 +1,158 @@
+"""The child process: spawn, read the handshake, capture stderr into our log, kill.
+
+go-plugin's runner: the child gets a scrubbed environment and dies with us
+(PR_SET_PDEATHSIG, set in :func:`security.preexec`); each stderr line is logged under
+``elemta.plugin.<name>`` at the level the line starts with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from elemta_core.external.catalog import Limits
+from elemta_core.external.errors import HandshakeError, LaunchError
+from elemta_core.external.handshake import MAX_LINE, Handshake, check_socket, parse
+from elemta_core.external.security import preexec
+
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+           "WARN": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+class PluginProcess:
+    """One launch of a plugin's command."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path,
+                 limits: Limits, user: str = "") -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.limits = limits
+        self.user = user
+        self.log = logging.getLogger(f"elemta.plugin.{name}")
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=8)
+        self._pumps: list[asyncio.Task[None]] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
+    def _tail(self) -> str:
+        return " | ".join(self.stderr_tail) if self.stderr_tail else "(nothing on stderr)"
+
+    async def start(self, timeout: float) -> Handshake:
+        """Spawn the child and return its checked handshake; any fault is a LaunchError."""
+        kw: dict[str, Any] = {"user": self.user} if self.user else {}  # uvloop: only if set
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=self.env, cwd=str(self.cwd), limit=MAX_LINE,
+                preexec_fn=preexec(self.limits, os.getpid()), start_new_session=True, **kw,
+            )
+        except OSError as e:
+            raise LaunchError(f"cannot run {self.argv[0]}: {e.strerror or e}") from None
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._pumps.append(asyncio.create_task(self._pump_stderr(self.proc.stderr)))
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            raise HandshakeError(f"no handshake line on stdout within {timeout:g}s; "
+                                 f"stderr: {self._tail()}") from None
+        except ValueError:  # a line longer than the limit
+            self.kill()
+            raise HandshakeError("stdout is not a handshake line (a line of more than "
+                                 f"{MAX_LINE} bytes); log to stderr, not stdout") from None
+        if not line:
+            try:
+                rc = await asyncio.wait_for(self.proc.wait(), 2)
+            except asyncio.TimeoutError:
+                self.kill()
+                raise HandshakeError("the plugin closed stdout without a handshake line; "
+                                     f"stderr: {self._tail()}") from None
+            await asyncio.sleep(0)  # let the stderr pump read the last lines
+            await self._drain_stderr()
+            raise LaunchError(f"exited with code {rc} before the handshake; "
+                              f"stderr: {self._tail()}")
+        try:
+            hs = parse(line)
+            check_socket(hs)
+        except HandshakeError:
+            self.kill()
+            raise
+        self._pumps.append(asyncio.create_task(self._pump_stdout(self.proc.stdout)))
+        return hs
+
+    async def _drain_stderr(self) -> None:
+        if self._pumps:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._pumps[0]), 0.5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+
+    async def _pump_stderr(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # over-long line: take what is there
+                raw = await stream.read(MAX_LINE)
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.stderr_tail.append(line[:300])
+            level = _LEVELS.get(line.split(" ", 1)[0].rstrip(":"), logging.INFO)
+            self.log.log(level, "%s", line)
+
+    async def _pump_stdout(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:
+                raw = await stream.read(MAX_LINE)
+            if not raw:
+                return
+            self.log.warning("unexpected output on stdout: %s",
+                             raw.decode("utf-8", "replace").rstrip()[:300])
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, sig)  # the plugin's own children too
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    async def reap(self, timeout: float = 5.0) -> int | None:
+        """SIGKILL if still running, wait for it, and stop the pumps."""
+        if self.proc is None:
+            return None
+        self.kill()
+        try:
+            rc: int | None = await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            rc = None
+        for t in self._pumps:
+            t.cancel()
+        return rc
