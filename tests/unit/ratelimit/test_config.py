@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from builtin_plugins.ratelimit.config import Count, Per, RateLimitConfig, parse_duration
+from elemta_core.config.errors import ConfigError
+from elemta_core.config.loader import parse_config
+
+
+def load(body: dict[str, Any]) -> RateLimitConfig:
+    cfg = parse_config({"rate_limiter": body}, {"rate_limiter": RateLimitConfig})
+    section = cfg.section("rate_limiter")
+    assert isinstance(section, RateLimitConfig)
+    return section
+
+
+def test_seed_section_and_defaults() -> None:
+    cfg = load({"max_connections_per_ip": 5, "connection_rate_per_minute": 30})
+    assert cfg.max_connections_per_ip == 5 and cfg.connection_rate_per_minute == 30
+    assert cfg.backend.value == "memory" and cfg.on_backend_error.value == "allow"
+
+
+def test_rules_and_overrides() -> None:
+    cfg = load({
+        "rules": [{"name": "per-sender", "per": "sender", "count": "messages", "limit": 3,
+                   "period": "1h"},
+                  {"name": "bytes", "per": "auth_user", "count": "bytes", "limit": 1000,
+                   "period": 90}],
+        "overrides": [{"network": "10.0.0.0/8", "max_connections_per_ip": 0,
+                       "limits": {"per-sender": 100}}],
+    })
+    assert cfg.rules[0].per is Per.SENDER and cfg.rules[0].seconds == 3600.0
+    assert cfg.rules[1].count is Count.BYTES and cfg.rules[1].seconds == 90.0
+    assert cfg.overrides[0].limits == {"per-sender": 100}
+
+
+@pytest.mark.parametrize(("body", "key", "words"), [
+    ({"max_connections_per_ip": -1}, "rate_limiter.max_connections_per_ip", "must be >= 0"),
+    ({"backend": "memcached"}, "rate_limiter.backend", "not allowed"),
+    ({"on_backend_error": "maybe"}, "rate_limiter.on_backend_error", "not allowed"),
+    ({"backend": "redis", "redis_url": "http://x"}, "rate_limiter.redis_url", "not a Redis URL"),
+    ({"allow": ["not-a-net"]}, "rate_limiter.allow", "not an IP network"),
+    ({"redis_tls_cert": "/c.pem"}, "rate_limiter.redis_tls_key", "is missing"),
+    ({"rules": [{"name": "Bad Name", "per": "ip", "count": "messages", "limit": 1}]},
+     "rate_limiter.rules[0].name", "not a valid rule name"),
+    ({"rules": [{"name": "x", "per": "ip", "count": "messages", "limit": 1, "period": "1 week"}]},
+     "rate_limiter.rules[0].period", "not a duration"),
+    ({"rules": [{"name": "x", "per": "planet", "count": "messages", "limit": 1}]},
+     "rate_limiter.rules[0].per", "not allowed"),
+    ({"rules": [{"name": "x", "per": "ip", "count": "messages", "limit": 1}] * 2},
+     "rate_limiter.rules[1].name", "used twice"),
+    ({"overrides": [{"network": "10.0.0.0/8", "limits": {"nope": 1}}]},
+     "rate_limiter.overrides[0].limits.nope", "names no rule"),
+    ({"surprise": 1}, "rate_limiter.surprise", "unknown key"),
+])
+def test_bad_values_name_key_and_fix(body: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(body)
+    assert e.value.key == key and words in e.value.problem and e.value.fix
+
+
+def test_durations() -> None:
+    assert parse_duration("k", "90s") == 90 and parse_duration("k", "2d") == 172800
+    assert parse_duration("k", 1.5) == 1.5
+    with pytest.raises(ConfigError):
+        parse_duration("k", 0)
