@@ -53,13 +53,12 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
-             *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        log.close()
+        with open(self.workdir / f"server-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+                 *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while not self.ping():
             if self.proc.poll() is not None:
