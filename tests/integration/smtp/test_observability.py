@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import smtplib
 import ssl
+import time
 import urllib.request
 
 from tests.support.ports import free_port
@@ -28,6 +29,8 @@ def test_metrics_endpoint_and_json_logs(elemta_server) -> None:
     assert 'elemta_hook_duration_seconds_count{hook="rcpt_to",plugin="t_first"}' in text
     assert ('elemta_hook_actions_total{action="reject",hook="unknown_command",plugin="t_first"} 1.0'
             in text)
+    assert len(srv.wait_delivered("bob@localhost")) == 1
+    time.sleep(0.2)  # the delivery log line follows the Maildir rename
     lines = [json.loads(ln) for ln in srv.log().splitlines() if ln.startswith("{")]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(ln) for ln in lines)
     queued = [ln for ln in lines if "queued from=<a@example.org>" in ln["msg"]]
