@@ -107,7 +107,8 @@ class ClamdAddress:
     def __str__(self) -> str:
         if self.transport is ClamdTransport.UNIX:
             return f"unix:{self.path}"
-        return f"tcp://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
 
 
 @dataclass

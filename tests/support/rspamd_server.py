@@ -103,6 +103,10 @@ class RspamdServer:
         (conf / "local.d").mkdir(exist_ok=True)
         tlds = self.workdir / "tlds.dat"
         tlds.write_text(_TLDS)
+        # Rspamd's own headers (X-Spamd-Result, X-Rspamd-Queue-Id …) come back in its
+        # ``milter`` block: the tests check that the MTA applies them.
+        (conf / "local.d" / "milter_headers.conf").write_text(
+            "extended_spam_headers = true;\nskip_local = false;\nskip_authenticated = false;\n")
         override = conf / "override.d"
         (override / "options.inc").write_text(
             f'dns {{ nameserver = ["127.0.0.1:{dns_port}"]; timeout = 0.5s; '
