@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -45,17 +46,27 @@ class RedisServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
+    #: (certificate, key) PEM files: serve TLS only (``--tls-port``), no plain port.
+    tls: tuple[Path, Path] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key = self.tls
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                "--tls-auth-clients", "no"]
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / f"server-{self.port}.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                [self.binary, *self._listen_args(), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
                  *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
@@ -71,10 +82,16 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                s = raw
+                if self.tls is not None:
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    s = ctx.wrap_socket(raw)
                 s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except (OSError, ssl.SSLError):
             return False
 
     def log(self) -> str:
