@@ -18,6 +18,7 @@ from elemta_core.config.model import (
     SpoolConfig,
 )
 from elemta_core.config.schema import load_section
+from elemta_core.dns.config import DnsConfig
 from elemta_core.queue.config import QueueConfig
 
 CORE_SECTIONS: dict[str, type] = {
@@ -29,6 +30,7 @@ CORE_SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "admin": AdminConfig,
     "plugins": PluginsConfig,
+    "dns": DnsConfig,
 }
 
 
@@ -42,6 +44,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     #: Validated plugin sections by name (``[rate_limiter]``, ``[authentication]`` ...).
     sections: dict[str, Any] = field(default_factory=dict)
     #: Raw tables of every top-level section, for plugins that read more than their own.
