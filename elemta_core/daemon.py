@@ -19,6 +19,7 @@ from elemta_core.admin.server import AdminServer
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.loader import Config, load_config
 from elemta_core.config.schema import parse_hostport
+from elemta_core.dns.resolver import Resolver
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import HookPoint
@@ -77,6 +78,7 @@ class Daemon:
         self.runner: QueueRunner | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.admin: AdminServer | None = None
+        self.resolver: Resolver | None = None
         self.started_at = 0.0
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -97,7 +99,7 @@ class Daemon:
     def _services(self, cfg: Config) -> PluginServices:
         return PluginServices(
             hostname=cfg.server.hostname, state_dir=cfg.state_dir,
-            registry=self.metrics.registry, emit=self._emit,
+            registry=self.metrics.registry, emit=self._emit, resolver=self.resolver,
             admin_commands=self.admin_commands,
             local_domains=tuple(cfg.delivery.local_domains), config=cfg,
         )
@@ -120,6 +122,7 @@ class Daemon:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.resolver = Resolver(cfg.dns)  # shared by every plugin; [dns] changes need a restart
         self.manager = self._manager(cfg)
         await self.manager.start()
         self._pipeline = self.manager.pipeline(self._emit)
@@ -128,7 +131,7 @@ class Daemon:
         self.spool = Spool(self.state_dir / "spool", cfg.spool.sync, cfg.spool.max_batch)
         await self.spool.start()
         quarantine = Quarantine(self.state_dir / "quarantine")
-        self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, None)
+        self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, self.resolver)
         self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, self.runner,
                                    quarantine, self.metrics)
         tls = (await loop.run_in_executor(None, load_or_create, self.state_dir,
@@ -253,6 +256,8 @@ class Daemon:
             await self.spool.close()
         if self.manager is not None:
             await self.manager.stop()
+        if self.resolver is not None:
+            await self.resolver.close()
         if self.admin is not None:
             await self.admin.stop()
         (self.state_dir / "elemta.pid").unlink(missing_ok=True)

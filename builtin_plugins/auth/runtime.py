@@ -1,0 +1,56 @@
+"""Worker threads and DNS for the blocking libraries (pyspf, dkimpy) the checks run on.
+
+Each check runs in a small thread pool so the event loop never waits on crypto or on a
+library's DNS calls; those calls go back to the shared async resolver through
+:class:`~elemta_core.dns.sync.SyncResolver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from elemta_core.dns.config import DnsConfig
+from elemta_core.dns.resolver import Resolver
+from elemta_core.dns.sync import SyncResolver
+from elemta_core.plugins.api import PluginServices
+
+T = TypeVar("T")
+
+
+class AuthRuntime:
+    def __init__(self, services: PluginServices | None, workers: int,
+                 resolver: Resolver | None = None) -> None:
+        shared = resolver or (services.resolver if services is not None else None)
+        self._owned = shared is None
+        if shared is None:
+            cfg = getattr(services.config, "dns", None) if services is not None else None
+            shared = Resolver(cfg if isinstance(cfg, DnsConfig) else DnsConfig())
+        self.resolver: Resolver = shared
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._sync: SyncResolver | None = None
+
+    @property
+    def sync(self) -> SyncResolver:
+        if self._sync is None:
+            raise RuntimeError("AuthRuntime.start() was not awaited")
+        return self._sync
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="elemta-auth")
+        self._sync = SyncResolver(self.resolver, asyncio.get_running_loop())
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._owned:
+            await self.resolver.close()

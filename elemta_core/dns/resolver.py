@@ -1,0 +1,115 @@
+"""The one asynchronous resolver every DNS-using part of Elemta shares (dnspython).
+
+Nameservers (with ports) come from ``[dns]``, or the system's; answers are cached by
+dnspython's LRU cache, which honours each answer's TTL (negative answers included), and can
+be turned off. A missing or broken ``/etc/resolv.conf`` never stops the server: lookups then
+fail as temporary errors and the checks report ``temperror``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from elemta_core.dns.answer import DnsAnswer, DnsStatus
+from elemta_core.dns.config import DnsConfig
+
+log = logging.getLogger("elemta.dns")
+
+#: A stand-in when the system has no usable resolver configuration: nothing answers there
+#: on most hosts, so every lookup is a quick temporary error rather than a start-up failure.
+FALLBACK_NAMESERVER = "127.0.0.1"
+
+_SUPPORTED = frozenset({"A", "AAAA", "MX", "TXT", "PTR", "CNAME", "NS", "SPF"})
+
+
+class Resolver:
+    """``await resolver.query(name, "TXT")`` → :class:`DnsAnswer`; never raises for DNS trouble."""
+
+    def __init__(self, config: DnsConfig | None = None) -> None:
+        self.config = config or DnsConfig()
+        r = dns.asyncresolver.Resolver(configure=False)
+        servers = self.config.servers()
+        if servers:
+            r.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
+        else:
+            try:
+                r.read_resolv_conf("/etc/resolv.conf")
+            except (dns.resolver.NoResolverConfiguration, OSError) as e:
+                log.warning("no usable system resolver (%s); DNS checks will report temperror",
+                            e)
+                r.nameservers = [FALLBACK_NAMESERVER]
+            if not r.nameservers:
+                r.nameservers = [FALLBACK_NAMESERVER]
+        r.timeout = self.config.timeout
+        r.lifetime = self.config.lifetime
+        r.retry_servfail = False
+        r.cache = dns.resolver.LRUCache(self.config.cache_size) if self.config.cache else None
+        self._resolver = r
+        self.lookups = 0
+
+    @property
+    def nameservers(self) -> list[str]:
+        return [str(ns) for ns in self._resolver.nameservers]
+
+    def flush(self) -> None:
+        """Forget cached answers (tests that rewrite zones, `elemta reload`)."""
+        if self._resolver.cache is not None:
+            self._resolver.cache.flush()
+
+    async def close(self) -> None:
+        self.flush()
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        rdtype = rdtype.upper()
+        if rdtype not in _SUPPORTED:
+            raise ValueError(f"unsupported record type {rdtype}")
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + "." if name else "")
+        except (dns.exception.DNSException, UnicodeError, ValueError) as e:
+            return DnsAnswer(DnsStatus.INVALID, error=f"invalid name {name!r}: {e}")
+        if qname == dns.name.root:
+            return DnsAnswer(DnsStatus.INVALID, error="empty name")
+        self.lookups += 1
+        try:
+            ans = await self._resolver.resolve(qname, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return DnsAnswer(DnsStatus.NXDOMAIN, error=f"{name}: no such domain")
+        except dns.resolver.NoAnswer:
+            return DnsAnswer(DnsStatus.NODATA, error=f"{name}: no {rdtype} record")
+        except dns.resolver.YXDOMAIN:
+            return DnsAnswer(DnsStatus.NXDOMAIN, error=f"{name}: name too long after DNAME")
+        except dns.resolver.LifetimeTimeout:
+            return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: timed out")
+        except dns.resolver.NoNameservers as e:
+            return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: {_short(e)}")
+        except dns.exception.DNSException as e:
+            return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: {_short(e)}")
+        except OSError as e:  # e.g. network unreachable
+            return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: {e}")
+        return DnsAnswer(DnsStatus.OK, tuple(_records(rdtype, ans)))
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _records(rdtype: str, ans: dns.resolver.Answer) -> list[object]:
+    out: list[object] = []
+    for rd in ans:
+        if rdtype in ("TXT", "SPF"):
+            out.append(b"".join(rd.strings))
+        elif rdtype in ("A", "AAAA"):
+            out.append(rd.address)
+        elif rdtype == "MX":
+            out.append((rd.preference, rd.exchange.to_text(omit_final_dot=True)))
+        else:  # PTR, CNAME, NS
+            out.append(rd.target.to_text(omit_final_dot=True))
+    return out
