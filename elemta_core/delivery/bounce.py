@@ -33,12 +33,12 @@ class RecipientStatus:
     remote: str = ""  # where the reply came from, when a server gave it
 
     def status(self, kind: NoticeKind) -> str:
+        """The enhanced status code the text starts with (an expired message keeps its
+        4.4.7 with ``Action: failed``, as RFC 3463 intends), or a generic one."""
         m = _ENHANCED.search(self.text)
-        if m is not None and m.group(1)[0] == ("5" if kind is NoticeKind.FAILED else "4"):
+        if m is not None:
             return m.group(1)
-        if kind is NoticeKind.DELAYED:
-            return "4.0.0"
-        return "5.0.0"
+        return "4.0.0" if kind is NoticeKind.DELAYED else "5.0.0"
 
 
 def is_report(message: Message) -> bool:
@@ -66,7 +66,7 @@ def _text(kind: NoticeKind, reporting_mta: str, items: list[RecipientStatus],
         head = (f"This is the mail system at host {reporting_mta}.\n\n"
                 f"Your message has not been delivered yet after {age_hours:.1f} hours.\n"
                 "It is still queued and will be retried; you do not need to resend it.\n")
-    lines = [f"<{it.address}>: {it.text or 'no reason given'}" for it in items]
+    lines = [f"<{it.address}>: {_clean(it.text) or 'no reason given'}" for it in items]
     return head + "\n" + "\n".join(lines) + "\n"
 
 
