@@ -23,10 +23,12 @@ from typing import Any, ClassVar
 
 from builtin_plugins.ratelimit import admin, runtime
 from builtin_plugins.ratelimit.backend import LEASE_LIMIT, BackendError, Verdict
+from builtin_plugins.ratelimit.config import Backend as BackendKind
 from builtin_plugins.ratelimit.config import OnBackendError, RateLimitConfig
 from builtin_plugins.ratelimit.gcra import Charge
 from builtin_plugins.ratelimit.leases import Lease
 from builtin_plugins.ratelimit.metrics import metrics_for
+from builtin_plugins.ratelimit.redis_backend import RedisBackend
 from builtin_plugins.ratelimit.rules import Client, Policy, Standing
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.types import CONTINUE, Action, HookPoint, HookResult
@@ -90,6 +92,24 @@ class RateLimitPlugin(Plugin):
         if self.runtime is not None:
             rt, self.runtime = self.runtime, None
             await runtime.release(rt)
+
+    @classmethod
+    async def admin_offline(cls, config: RateLimitConfig | None, cmd: str,
+                            args: dict[str, Any]) -> dict[str, Any]:
+        """``show``/``reset`` straight on a shared store, for a CLI with no daemon running."""
+        cfg = config if config is not None else RateLimitConfig()
+        if cfg.backend is not BackendKind.REDIS:
+            raise LookupError("the memory backend lives in the running daemon")
+        handler = {"ratelimit.show": admin.show, "ratelimit.reset": admin.reset}.get(cmd)
+        if handler is None:
+            raise LookupError(f"unknown command {cmd!r}")
+        backend = RedisBackend.from_config(cfg)
+        try:
+            return await handler(Policy(cfg), backend, args)
+        except BackendError as e:
+            raise OSError(f"cannot reach {cfg.redis_url}: {e}") from None
+        finally:
+            await backend.close()
 
     @property
     def _rt(self) -> runtime.Runtime:
