@@ -17,7 +17,9 @@ MSG = b"Subject: durable\r\nFrom: a@example.org\r\n\r\nbody\r\n"
 def test_sigkill_right_after_250_loses_nothing(elemta_server) -> None:
     # Relay to a domain with no transport: the message stays in the spool, so only the spool
     # (not a finished Maildir delivery) can prove it survived.
-    srv: ServerProcess = elemta_server(server={"relay_networks": ["127.0.0.0/8"]})
+    srv: ServerProcess = elemta_server(server={"relay_networks": ["127.0.0.0/8"]},
+                                       delivery={"transports": {  # nothing listens: deferred
+                                           "remote.example": "smtp:[127.0.0.1]:9"}})
     ids = []
     with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:
         s.ehlo("c.test")
