@@ -89,6 +89,11 @@ class _KeyProbe:
         if self.tags.get(b"p", b"") == b"":
             self.problem = "key revoked"
             return None
+        try:
+            dkim.evaluate_pk(text, rec)
+        except Exception as e:  # KeyFormatError, or a parser's own error on junk
+            self.problem = printable(f"unusable key record: {e}", 120)
+            return None
         return rec
 
 

@@ -87,8 +87,8 @@ def forged_removals(ctx: HookContext, authserv_id: str) -> list[HeaderChange]:
             n += 1
             if authserv_id_of(f.value) == ours:
                 out.append(HeaderChange(HeaderOp.REMOVE, HEADER, index=n))
-    # Remove from the bottom up: with_changes indexes the original fields either way.
-    return out
+    # Bottom up, so each index still names the same field after the ones below it go.
+    return out[::-1]
 
 
 def publish(ctx: HookContext, authserv_id: str,

@@ -167,7 +167,9 @@ class ZoneServer:
             self.port = port
             for srv in self._servers:
                 srv.server.daemon_threads = True  # type: ignore[attr-defined]
-                srv.start_thread()
+                # A short poll interval: shutdown() waits for one poll.
+                threading.Thread(target=srv.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                 daemon=True, name=f"dns-{port}").start()
             return self
         raise RuntimeError("no free loopback port for the DNS server")
 
