@@ -7,6 +7,7 @@ config is refused and the running one kept).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -60,6 +61,15 @@ def edge_policy(cfg: Config) -> EdgePolicy:
         max_message_size=cfg.server.max_message_size,
         users=users,
         software=f"Elemta {__version__}",
+        max_connections_per_ip=cfg.server.max_connections_per_ip,
+        max_bad_recipients=cfg.server.max_bad_recipients,
+        auth_max_failures=cfg.server.auth_max_failures,
+        auth_failure_window=cfg.server.auth_failure_window,
+        greet_pause=cfg.server.greet_pause,
+        bare_newline=cfg.server.bare_newline,
+        proxy_trusted=tuple(ipaddress.ip_network(n, strict=False)
+                            for n in cfg.server.proxy_trusted),
+        proxy_timeout=cfg.server.proxy_timeout,
     )
 
 
@@ -142,19 +152,22 @@ class Daemon:
         s = cfg.server
         no_auth = ["PLAIN", "LOGIN"] if not s.users_file else []
 
-        def factory() -> ElemtaSMTP:
+        def factory(proxy: bool = False) -> ElemtaSMTP:
             return ElemtaSMTP(
                 handler, hostname=s.hostname, ident=s.banner, data_size_limit=s.max_message_size,
                 enable_SMTPUTF8=True, tls_context=tls, require_starttls=s.require_tls,
                 timeout=s.idle_timeout, auth_require_tls=True, auth_exclude_mechanism=no_auth,
                 loop=loop, max_commands=s.max_commands, max_bad_commands=s.max_bad_commands,
                 line_length_limit=s.max_line_length, command_size_limit=s.max_command_length,
+                proxy=proxy,
             )
 
-        for addr in s.listen:
+        listeners = [(a, False) for a in s.listen] + [(a, True) for a in s.proxy_listen]
+        for addr, proxy in listeners:
             host, port = parse_hostport("server.listen", addr)
-            srv = await loop.create_server(factory, host or None, port, backlog=1024,
-                                           reuse_address=True, reuse_port=s.workers > 1)
+            srv = await loop.create_server(functools.partial(factory, proxy), host or None, port,
+                                           backlog=1024, reuse_address=True,
+                                           reuse_port=s.workers > 1)
             self.servers.append(srv)
             for sock in srv.sockets:
                 log.info("listening on %s", sock.getsockname()[:2])

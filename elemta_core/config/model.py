@@ -13,6 +13,13 @@ from elemta_core.hooks.types import FailurePolicy
 MIB = 1024 * 1024
 
 
+class BareNewline(str, enum.Enum):
+    """What DATA does with a CR or LF that is not part of CRLF (RFC 5321 2.3.8)."""
+
+    NORMALIZE = "normalize"  # store it as CRLF; only CRLF.CRLF ever ends DATA
+    REJECT = "reject"  # refuse the message with 554 5.6.0
+
+
 @dataclass
 class ServerConfig:
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:2525"])
@@ -35,9 +42,26 @@ class ServerConfig:
     users_file: str = ""
     shutdown_grace: float = 30.0
     workers: int = 1
+    # -- the hardened edge --
+    max_connections_per_ip: int = 50  # 0: no cap (the rate_limiter plugin has finer ones)
+    max_bad_recipients: int = 20  # rejected RCPTs per session before 421 and close
+    auth_max_failures: int = 5  # per client IP within auth_failure_window, then 421
+    auth_failure_window: float = 300.0
+    greet_pause: float = 0.0  # seconds to wait before the greeting to catch early talkers
+    bare_newline: BareNewline = field(default_factory=lambda: BareNewline.NORMALIZE)
+    proxy_listen: list[str] = field(default_factory=list)  # listeners that expect HAProxy PROXY v1/v2
+    proxy_trusted: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    proxy_timeout: float = 5.0
 
     def validate(self) -> None:
-        if not self.listen:
+        for i, addr in enumerate(self.proxy_listen):
+            parse_hostport(f"proxy_listen[{i}]", addr)
+        check_networks("proxy_trusted", self.proxy_trusted)
+        for k in ("max_connections_per_ip", "max_bad_recipients", "auth_max_failures"):
+            check_positive(k, getattr(self, k), allow_zero=True)
+        check_positive("greet_pause", self.greet_pause, allow_zero=True)
+        check_positive("proxy_timeout", self.proxy_timeout)
+        if not self.listen and not self.proxy_listen:
             raise ConfigError("listen", "is empty", 'give at least one "host:port"')
         for i, addr in enumerate(self.listen):
             parse_hostport(f"listen[{i}]", addr)

@@ -11,6 +11,9 @@ import base64
 import binascii
 import email.utils
 import ipaddress
+import re
+import time
+from collections import deque
 import itertools
 import logging
 import secrets
@@ -18,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from aiosmtpd.proxy_protocol import AF, get_proxy
 from aiosmtpd.smtp import MISSING, Envelope as SMTPEnvelope, Session
 
+from elemta_core.config.model import BareNewline
 from elemta_core.hooks.context import DeliveryInfo, HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import Action, HeaderChange, HeaderOp, HookPoint, HookResult, smtp_reply
@@ -50,15 +55,30 @@ class EdgePolicy:
     max_message_size: int
     users: UsersFile | None = None
     software: str = "Elemta"
+    max_connections_per_ip: int = 0
+    max_bad_recipients: int = 20
+    auth_max_failures: int = 5
+    auth_failure_window: float = 300.0
+    greet_pause: float = 0.0
+    bare_newline: BareNewline = BareNewline.NORMALIZE
+    proxy_trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    proxy_timeout: float = 5.0
 
     def relay_ok(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.relay_networks)
+        return in_networks(ip, self.relay_networks)
+
+
+def in_networks(ip: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in nets)
+
+
+_BARE_NEWLINE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 @dataclass
@@ -89,6 +109,8 @@ class SMTPHandler:
         self.accepting = True
         self._background: set[asyncio.Task[Any]] = set()
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+        self._per_ip: dict[str, int] = {}
+        self._auth_failures: dict[str, deque[float]] = {}
         self._session_prefix = secrets.token_hex(3)
         self._session_seq = itertools.count(1)
 
@@ -136,6 +158,12 @@ class SMTPHandler:
         self.metrics.active_connections.dec()
         ctx: HookContext | None = getattr(proto, "ctx", None)
         if ctx is not None:
+            if getattr(proto, "counted_ip", False):
+                left = self._per_ip.get(ctx.peer_ip, 1) - 1
+                if left > 0:
+                    self._per_ip[ctx.peer_ip] = left
+                else:
+                    self._per_ip.pop(ctx.peer_ip, None)
             self.observe(HookPoint.DISCONNECT, ctx)
 
     async def on_connect(self, proto: ElemtaSMTP) -> str | None:
@@ -149,11 +177,48 @@ class SMTPHandler:
         ctx.relay_allowed = self.policy.relay_ok(ctx.peer_ip)
         proto.ctx = ctx  # type: ignore[attr-defined]
         log.info("session=%s connect from [%s]:%d", ctx.session_id, ctx.peer_ip, ctx.peer_port)
+        cap = self.policy.max_connections_per_ip
+        n = self._per_ip.get(ctx.peer_ip, 0)
+        if cap and n >= cap:
+            self.emit(HookPoint.POLICY_VIOLATION, ctx, SecurityEvent(
+                "policy_violation", f"more than {cap} connections from {ctx.peer_ip}"))
+            return "421 4.7.0 Too many connections from your address, try again later"
+        self._per_ip[ctx.peer_ip] = n + 1
+        proto.counted_ip = True  # type: ignore[attr-defined]
         r = await self.pipeline().run(HookPoint.CONNECT, ctx)
         if r.action in (Action.REJECT, Action.TEMPFAIL):
             code = r.code or (554 if r.action is Action.REJECT else 421)
             return smtp_reply(HookResult(r.action, code, r.enhanced, r.text or "Service unavailable"))
         return None
+
+    async def on_proxy(self, proto: ElemtaSMTP) -> bool:
+        """Read a HAProxy PROXY v1/v2 header; the client address in it becomes the peer."""
+        assert proto.session is not None
+        peer = proto.session.peer or ("", 0)
+        if not in_networks(str(peer[0]), self.policy.proxy_trusted):
+            log.warning("PROXY listener: [%s] is not in proxy_trusted, closing", peer[0])
+            return False
+        try:
+            data = await asyncio.wait_for(get_proxy(proto._reader), self.policy.proxy_timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            data = None
+        if not data or not data.valid:
+            log.warning("PROXY listener: no valid PROXY header from [%s]: %s", peer[0],
+                        getattr(data, "error", "timeout"))
+            return False
+        proto.session.proxy_data = data
+        if data.family in (AF.INET, AF.INET6) and data.src_addr is not None:
+            proto.session.peer = (str(data.src_addr), int(data.src_port or 0))
+        return True
+
+    def early_talker(self, proto: ElemtaSMTP) -> None:
+        self.protocol_violation(proto, "client talked before the greeting")
+
+    def protocol_violation(self, proto: ElemtaSMTP, what: str) -> None:
+        ctx: HookContext | None = getattr(proto, "ctx", None)
+        if ctx is not None:
+            log.warning("session=%s [%s] protocol violation: %s", ctx.session_id, ctx.peer_ip, what)
+            self.emit(HookPoint.POLICY_VIOLATION, ctx, SecurityEvent("policy_violation", what))
 
     @staticmethod
     def ctx(proto: ElemtaSMTP) -> HookContext:
@@ -209,6 +274,12 @@ class SMTPHandler:
         users = self.policy.users
         if users is None:
             return "502 5.5.1 AUTH not available"
+        recent = self._recent_auth_failures(ctx.peer_ip)
+        if self.policy.auth_max_failures and len(recent) >= self.policy.auth_max_failures:
+            self.emit(HookPoint.AUTH_FAILED, ctx, SecurityEvent(
+                "auth_failed", f"throttled after {len(recent)} failures", data={"user": ""}))
+            asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[union-attr]
+            return "421 4.7.0 Too many authentication failures, try again later"
         mech = args[0].upper()
         creds = await self._read_credentials(server, mech, args[1] if len(args) > 1 else None)
         if creds is None:
@@ -223,8 +294,11 @@ class SMTPHandler:
         if not ok:
             log.warning("session=%s AUTH %s failed for %r from [%s]", ctx.session_id, mech, user,
                         ctx.peer_ip)
+            recent.append(time.monotonic())
             self.emit(HookPoint.AUTH_FAILED, ctx,
                       SecurityEvent("auth_failed", f"{mech} {user}", data={"user": user}))
+            # Each failure from the same address answers a little later: guessing gets slow.
+            await asyncio.sleep(min(0.1 * len(recent), 1.0))
             return "535 5.7.8 Authentication credentials invalid"
         ctx.auth_user, ctx.auth_mechanism = user, mech
         r = await self.pipeline().run(HookPoint.AUTH, ctx)
@@ -236,6 +310,17 @@ class SMTPHandler:
         ctx.relay_allowed = True
         log.info("session=%s authenticated as %r (%s)", ctx.session_id, user, mech)
         return "235 2.7.0 Authentication successful"
+
+    def _recent_auth_failures(self, ip: str) -> deque[float]:
+        q = self._auth_failures.get(ip)
+        if q is None:
+            if len(self._auth_failures) > 100_000:  # bounded memory under a distributed attack
+                self._auth_failures.clear()
+            q = self._auth_failures[ip] = deque(maxlen=max(self.policy.auth_max_failures, 1) * 2)
+        cutoff = time.monotonic() - self.policy.auth_failure_window
+        while q and q[0] < cutoff:
+            q.popleft()
+        return q
 
     async def _read_credentials(self, server: ElemtaSMTP, mech: str,
                                 initial: str | None) -> tuple[str, bytes] | None:
@@ -305,16 +390,27 @@ class SMTPHandler:
         if domain.lower().rstrip(".") not in self.policy.local_domains and not ctx.relay_allowed:
             self.emit(HookPoint.POLICY_VIOLATION, ctx,
                       SecurityEvent("policy_violation", f"relay denied for <{address}>"))
-            return f"554 5.7.1 <{address}>: Relay access denied"
+            return self._bad_recipient(server, ctx, f"554 5.7.1 <{address}>: Relay access denied")
         ctx.recipient, ctx.rcpt_options = address, list(rcpt_options)
         r = await self.pipeline().run(HookPoint.RCPT_TO, ctx)
         ctx.recipient = None
         if r.action in (Action.REJECT, Action.TEMPFAIL):
-            return smtp_reply(r)
+            return self._bad_recipient(server, ctx, smtp_reply(r))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         ctx.recipients.append(address)
         return "250 2.1.5 Recipient OK"
+
+    def _bad_recipient(self, server: ElemtaSMTP, ctx: HookContext, reply: str) -> str:
+        """Count refused recipients; a session that keeps guessing is cut off (RCPT floods)."""
+        server.bad_recipients += 1
+        limit = self.policy.max_bad_recipients
+        if limit and server.bad_recipients > limit:
+            self.emit(HookPoint.POLICY_VIOLATION, ctx, SecurityEvent(
+                "policy_violation", f"more than {limit} refused recipients"))
+            asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[union-attr]
+            return "421 4.7.0 Too many refused recipients, closing connection"
+        return reply
 
     async def handle_RSET(self, server: ElemtaSMTP, session: Session,
                           envelope: SMTPEnvelope) -> Any:
@@ -357,6 +453,13 @@ class SMTPHandler:
         ctx = self.ctx(server)
         raw = envelope.original_content or b""
         qid = ctx.transaction_id or new_queue_id()
+        if _BARE_NEWLINE.search(raw):
+            if self.policy.bare_newline is BareNewline.REJECT:
+                ctx.end_transaction()
+                self.emit(HookPoint.POLICY_VIOLATION, ctx,
+                          SecurityEvent("policy_violation", "bare CR or LF in message"))
+                return "554 5.6.0 Message contains a bare CR or LF; lines must end with CRLF"
+            raw = _BARE_NEWLINE.sub(b"\r\n", raw)
         msg = Message(raw)
         ctx.message = msg
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -44,8 +45,13 @@ def add_enhanced_code(line: bytes) -> bytes:
     return code + line[3:4] + enh + b" " + line[4:].lstrip()
 
 
+#: Commands after which the client must wait for our reply (RFC 2920 3.1, RFC 3207 4.2).
+_GROUP_ENDERS = frozenset({"EHLO", "HELO", "STARTTLS", "DATA", "QUIT", "AUTH"})
+
+
 class _Commands(dict[str, Any]):
-    """aiosmtpd's command table with a budget: every command counts, unknown ones go to a hook."""
+    """aiosmtpd's command table, policed: a command budget, protocol synchronization, NUL bytes,
+    and unknown commands routed to the ``unknown_command`` hook."""
 
     def __init__(self, methods: dict[str, Any], proto: ElemtaSMTP) -> None:
         super().__init__(methods)
@@ -56,10 +62,16 @@ class _Commands(dict[str, Any]):
         p.commands_seen += 1
         if p.commands_seen > p.max_commands:
             return p.too_many_commands
+        # Data already waiting while we have not answered: the client pipelines without
+        # PIPELINING having been offered, or talks past a command that ends a group (e.g.
+        # plaintext smuggled behind STARTTLS). Postfix calls it a synchronization error.
+        if p._reader._buffer and (  # type: ignore[attr-defined]
+                command in _GROUP_ENDERS or p.session is None or not p.session.extended_smtp):
+            return p.sync_error
         m = dict.get(self, command)
         if m is None:
-            return lambda arg, _c=command: p.unknown_command(_c, arg)
-        return m
+            return functools.partial(p.unknown_command, command)
+        return functools.partial(p.checked, m)
 
 
 class ElemtaSMTP(SMTP):
@@ -68,7 +80,8 @@ class ElemtaSMTP(SMTP):
     event_handler: SMTPHandler
 
     def __init__(self, handler: SMTPHandler, *, max_commands: int, max_bad_commands: int,
-                 line_length_limit: int, command_size_limit: int, **kw: Any) -> None:
+                 line_length_limit: int, command_size_limit: int, proxy: bool = False,
+                 **kw: Any) -> None:
         # aiosmtpd reads these as class attributes; set per instance before its __init__ uses them.
         self.line_length_limit = line_length_limit + 1  # + the transparency dot
         self.command_size_limit = command_size_limit
@@ -82,6 +95,8 @@ class ElemtaSMTP(SMTP):
         self._refused = False
         self._released = False
         self._in_ehlo = False
+        self.proxy = proxy
+        self.bad_recipients = 0
         self._smtp_methods = _Commands(self._smtp_methods, self)
 
     # -- connection lifecycle --------------------------------------------------------------
@@ -121,11 +136,21 @@ class ElemtaSMTP(SMTP):
         return False
 
     async def _handle_client(self) -> None:
-        reply = await self.event_handler.on_connect(self)
+        h = self.event_handler
+        if self.proxy and not await h.on_proxy(self):
+            if self.transport is not None:
+                self.transport.close()
+            return
+        reply = await h.on_connect(self)
+        if reply is None and (pause := h.policy.greet_pause) > 0:
+            await asyncio.sleep(pause)
+        if reply is None and self._reader._buffer:  # type: ignore[attr-defined]
+            reply = "554 5.5.1 Protocol error: you talked before my greeting"
+            h.early_talker(self)
         if reply is not None:
             await self.push(reply)
-            assert self.transport is not None
-            self.transport.close()
+            if self.transport is not None:
+                self.transport.close()
             return
         await super()._handle_client()
 
@@ -172,6 +197,20 @@ class ElemtaSMTP(SMTP):
 
     async def too_many_commands(self, arg: str | None) -> None:
         await self.close_with("421 4.7.0 Too many commands, closing connection")
+
+    async def sync_error(self, arg: str | None) -> None:
+        self.event_handler.protocol_violation(self, "command pipelining without PIPELINING")
+        await self.close_with("554 5.5.0 Error: SMTP protocol synchronization")
+
+    async def checked(self, method: Any, arg: str | None) -> None:
+        if arg and "\x00" in arg:
+            self.bad_commands += 1
+            if self.bad_commands > self.max_bad_commands:
+                await self.close_with("421 4.7.0 Too many errors, closing connection")
+                return
+            await self.push("500 5.5.2 Error: NUL character in command")
+            return
+        await method(arg)
 
 
 ProtocolFactory = Callable[[], ElemtaSMTP]
