@@ -210,12 +210,13 @@ class RspamdClient:
                     if len(body) > MAX_ANSWER:
                         raise RspamdError("rspamd answer is too large")
                     return parse_result(body)
-            except aiohttp.ServerDisconnectedError:
-                if retried:
-                    raise RspamdError("rspamd closed the connection") from None
-                retried = True
             except aiohttp.ClientConnectorError as e:
                 raise RspamdError(f"cannot connect to rspamd at {self.endpoint}: "
                                   f"{e.os_error.strerror or e.os_error}") from None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                # A kept-alive connection Rspamd closed (idle, restarted): once more, afresh.
+                if retried:
+                    raise RspamdError(f"rspamd dropped the connection: {e}") from None
+                retried = True
             except aiohttp.ClientError as e:
                 raise RspamdError(f"rspamd: {type(e).__name__}: {e}") from None

@@ -73,7 +73,9 @@ def quarantine_list(as_json: bool, config_path: str | None) -> None:
         click.echo(json.dumps({"entries": entries}, indent=2))
         return
     t = Table(title=f"quarantine ({len(entries)})" + ("" if live else " (daemon not running)"))
-    for col in ("queue id", "received (UTC)", "plugin", "reason", "from", "recipients", "size"):
+    id_width = max([8, *(len(e["queue_id"]) for e in entries)])
+    t.add_column("queue id", no_wrap=True, min_width=id_width)
+    for col in ("received (UTC)", "plugin", "reason", "from", "recipients", "size"):
         t.add_column(col)
     for e in entries:
         t.add_row(e["queue_id"], _when(e["received_at"]), e["plugin"], e["reason"],

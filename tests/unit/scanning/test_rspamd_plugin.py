@@ -17,7 +17,7 @@ from builtin_plugins.scanning.config import AntispamConfig
 from builtin_plugins.scanning.rspamd import RspamdPlugin
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import PluginUnavailable
-from elemta_core.hooks.types import Action, FailurePolicy, HeaderOp, HookPoint, HookResult
+from elemta_core.hooks.types import Action, FailurePolicy, HookPoint, HookResult
 from elemta_core.message.message import Message
 from elemta_core.plugins.api import PluginServices
 from tests.support.ports import free_port
