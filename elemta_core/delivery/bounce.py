@@ -31,10 +31,15 @@ class RecipientStatus:
     code: int | None
     text: str
     remote: str = ""  # where the reply came from, when a server gave it
+    #: Overrides what the reply says, e.g. 4.4.7 with a readable reason for an expired message.
+    status_code: str = ""
+    reason: str = ""
 
     def status(self, kind: NoticeKind) -> str:
         """The enhanced status code the text starts with (an expired message keeps its
         4.4.7 with ``Action: failed``, as RFC 3463 intends), or a generic one."""
+        if self.status_code:
+            return self.status_code
         m = _ENHANCED.search(self.text)
         if m is not None:
             return m.group(1)
@@ -66,7 +71,7 @@ def _text(kind: NoticeKind, reporting_mta: str, items: list[RecipientStatus],
         head = (f"This is the mail system at host {reporting_mta}.\n\n"
                 f"Your message has not been delivered yet after {age_hours:.1f} hours.\n"
                 "It is still queued and will be retried; you do not need to resend it.\n")
-    lines = [f"<{it.address}>: {_clean(it.text) or 'no reason given'}" for it in items]
+    lines = [f"<{it.address}>: {_clean(it.reason or it.text) or 'no reason given'}" for it in items]
     return head + "\n" + "\n".join(lines) + "\n"
 
 

@@ -90,6 +90,13 @@ class Schedule:
         return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
 
+def _span(seconds: float) -> str:
+    for unit, n in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= n:
+            return f"{seconds / n:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
 def _hops(data: bytes) -> int:
     head = Message(data).header_bytes()
     return head.count(b"\nReceived:") + head.startswith(b"Received:")
@@ -424,9 +431,10 @@ class QueueRunner:
         items = []
         for r in env.pending():
             r.state = RecipientState.FAILED
-            text = f"4.4.7 message expired after {age / 3600:.1f} hours; last error: " \
-                   f"{r.last_text or 'none'}"
-            items.append(RecipientStatus(r.address, r.last_code, text))
+            reason = (f"delivery time expired: still undelivered after {_span(age)}; "
+                      f"last error: {r.last_code or ''} {r.last_text or 'none'}")
+            items.append(RecipientStatus(r.address, r.last_code, r.last_text,
+                                         status_code="4.4.7", reason=reason))
         self.failed += len(items)
         await self._bounce(env, data, items, NoticeKind.FAILED)
         await self._finish(env, data)
