@@ -15,7 +15,7 @@ from builtin_plugins.auth import results
 from builtin_plugins.auth.arc import verify_arc
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
-from builtin_plugins.auth.dmarc import check_dmarc
+from builtin_plugins.auth.dmarc import check_dmarc, enforce
 from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import SpfCheck, check_spf
 
@@ -62,7 +62,8 @@ async def verify_report(resolver: Resolver, raw: bytes, config: AuthConfig | Non
                         "policy_domain": dm.policy_domain, "policy": dm.policy.value,
                         "spf_aligned": dm.spf_aligned, "dkim_aligned": dm.dkim_aligned,
                         "reason": dm.reason}
-        tags.update(results.tag("dmarc", [dm.resinfo()]))
+        out["dmarc"]["disposition"] = enforce(dm, cfg.dmarc_policy).value
+        tags.update(results.tag("dmarc", [dm.resinfo(enforce(dm, cfg.dmarc_policy))]))
         arc = await rt.run(verify_arc, raw, rt.sync, cfg.arc_max_instances,
                            cfg.dkim_min_key_bits)
         out["arc"] = arc.as_dict()

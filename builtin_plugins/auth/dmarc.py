@@ -132,12 +132,14 @@ class DmarcCheck:
     dkim_aligned: bool = False
     reason: str = ""
 
-    def resinfo(self) -> results.ResInfo:
+    def resinfo(self, disposition: Disposition | None = None) -> results.ResInfo:
+        """``dis=`` is what was done: the policy after the local cap (``disposition``)."""
         comment = ""
         if self.record is not None:
             sp = self.record.sp.value if self.record.sp else self.record.p.value
-            comment = (f"p={self.record.p.value} sp={sp} pct={self.record.pct} "
-                       f"dis={self.policy.value if self.result is DmarcResult.FAIL else 'none'}")
+            done = disposition if disposition is not None else (
+                self.policy if self.result is DmarcResult.FAIL else Disposition.NONE)
+            comment = f"p={self.record.p.value} sp={sp} pct={self.record.pct} dis={done.value}"
         elif self.reason:
             comment = self.reason
         return results.ResInfo("dmarc", self.result.value, comment=comment,
@@ -281,7 +283,7 @@ class DmarcPlugin(Plugin):
         disposition = enforce(chk, cfg.dmarc_policy)
         new.update({"dmarc.result": chk.result.value, "dmarc.domain": chk.from_domain,
                     "dmarc.policy": chk.policy.value, "dmarc.disposition": disposition.value,
-                    **results.tag("dmarc", [chk.resinfo()])})
+                    **results.tag("dmarc", [chk.resinfo(disposition)])})
         headers = results.publish(ctx, self.authserv_id, new)
         action = {Disposition.NONE: PolicyAction.TAG,
                   Disposition.QUARANTINE: PolicyAction.QUARANTINE,
