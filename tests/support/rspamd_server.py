@@ -83,6 +83,8 @@ class RspamdServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    #: Normal (scanning) worker processes; one is plenty for tests, a benchmark wants more.
+    workers: int = 1
     proc: subprocess.Popen[bytes] | None = None
     dns: NxdomainResolver | None = None
 
@@ -116,7 +118,7 @@ class RspamdServer:
             "local_addrs = [];\n"
         )
         (override / "worker-normal.inc").write_text(
-            f'bind_socket = "127.0.0.1:{self.port}";\ncount = 1;\n')
+            f'bind_socket = "127.0.0.1:{self.port}";\ncount = {self.workers};\n')
         (override / "worker-controller.inc").write_text(
             f'bind_socket = "127.0.0.1:{self.controller_port}";\ncount = 1;\n')
         (override / "worker-proxy.inc").write_text("enabled = false;\ncount = 0;\n")
