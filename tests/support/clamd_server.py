@@ -70,8 +70,8 @@ class ClamdServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                out = (self.workdir / "stdout.log").read_text(errors="replace")
-                raise RuntimeError(f"clamd exited {self.proc.returncode}:\n{out}\n{self.log()}")
+                said = (self.workdir / "stdout.log").read_text(errors="replace")
+                raise RuntimeError(f"clamd exited {self.proc.returncode}:\n{said}\n{self.log()}")
             try:
                 wait_port(self.port, 0.2)
                 return self

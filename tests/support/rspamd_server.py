@@ -145,9 +145,9 @@ class RspamdServer:
         try:
             _wait(self.proc, self.port, timeout)
         except (RuntimeError, TimeoutError):
-            out = (self.workdir / "stdout.log").read_text(errors="replace")
+            said = (self.workdir / "stdout.log").read_text(errors="replace")
             self.stop()
-            raise RuntimeError(f"rspamd did not start:\n{out}\n{self.log()}") from None
+            raise RuntimeError(f"rspamd did not start:\n{said}\n{self.log()}") from None
         return self
 
     def stop(self) -> None:
