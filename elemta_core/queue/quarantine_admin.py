@@ -36,7 +36,7 @@ class QuarantineCommands:
     async def _io(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def list(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def entries(self, args: dict[str, Any]) -> dict[str, Any]:
         entries = await self._io(self.quarantine.entries)
         return {"entries": [asdict(e) for e in entries]}
 
@@ -55,8 +55,9 @@ class QuarantineCommands:
         qid = check_queue_id(args.get("id"))
         async with self._lock:
             env, data = await self._io(self.quarantine.read, qid)
-            if await self._io(self.spool.path(qid, QueueState.ACTIVE).exists):
-                raise ValueError(f"{qid} is already in the queue")
+            for state in QueueState:
+                if await self._io(self.spool.path(qid, state).exists):
+                    raise ValueError(f"{qid} is already in the queue ({state.value})")
             env.tags["quarantine.released"] = f"{time.time():.0f}"
             env.tags["quarantine.reason"] = env.quarantine_reason
             env.quarantine_reason = ""
@@ -77,6 +78,6 @@ def register_quarantine_commands(commands: dict[str, AdminHandler], quarantine: 
                                  spool: Spool, runner: QueueRunner) -> QuarantineCommands:
     """Add ``quarantine.list|show|release|delete`` to the admin command table."""
     q = QuarantineCommands(quarantine, spool, runner)
-    commands.update({"quarantine.list": q.list, "quarantine.show": q.show,
+    commands.update({"quarantine.list": q.entries, "quarantine.show": q.show,
                      "quarantine.release": q.release, "quarantine.delete": q.delete})
     return q

@@ -70,6 +70,19 @@ def test_quarantine_then_delete(elemta_server, clamd: ClamdServer) -> None:  # t
     assert srv.cli("quarantine", "delete", r.queue_id).stdout.strip() == f"deleted {r.queue_id}"
     assert json.loads(srv.cli("quarantine", "list", "--json").stdout)["entries"] == []
 
+    # With the daemon stopped: list, show and delete work on the directory; release cannot.
+    kept = send(srv, INFECTED).queue_id
+    srv.stop()
+    offline = srv.cli("quarantine", "list").stdout
+    assert "daemon not running" in offline and kept in offline
+    assert f"virus {FOUND}" in srv.cli("quarantine", "show", kept).stdout
+    refused = srv.cli("quarantine", "release", kept, check=False)
+    assert refused.returncode == 3 and "not running" in refused.stderr
+    assert srv.cli("quarantine", "delete", kept).stdout.strip() == f"deleted {kept}"
+    assert json.loads(srv.cli("quarantine", "list", "--json").stdout)["entries"] == []
+    bad = srv.cli("quarantine", "show", "../spool", check=False)
+    assert bad.returncode == 1 and "not a queue id" in bad.stderr
+
 
 def test_stopped_clamd_applies_the_failure_policy(elemta_server, own_clamd) -> None:  # type: ignore[no-untyped-def]
     clamd: ClamdServer = own_clamd()
