@@ -22,3 +22,8 @@ Exceptions (:mod:`errors`)::
      ├── ProtocolError        Describe/Configure refused, version mismatch, malformed replies
      └── CallError            a hook call failed in the plugin (its error text) or on the wire
 """
+
+import os as _os
+
+# We fork only to exec a plugin at once; gRPC's fork handlers would only log and stall.
+_os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

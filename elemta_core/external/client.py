@@ -50,6 +50,7 @@ class PluginClient:
         self.broken = asyncio.Event()
         self.broken_reason = ""
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._pending: dict[int, asyncio.Future[pb.HookResponse]] = {}
         self._outbox: asyncio.Queue[pb.HookRequest] = asyncio.Queue()
         self._call: Any = None
@@ -109,8 +110,11 @@ class PluginClient:
             async for resp in self._call:
                 fut = pending.pop(resp.id, None)
                 if fut is None:
-                    log.warning("plugin %s answered unknown request id %d (late or malformed)",
-                                self.name, resp.id)
+                    if 0 < resp.id <= self._last_id:  # its caller gave up (timeout, hang-up)
+                        log.debug("plugin %s answered request %d late", self.name, resp.id)
+                    else:
+                        log.warning("plugin %s answered request id %d, which was never sent",
+                                    self.name, resp.id)
                 elif not fut.done():
                     fut.set_result(resp)
         except grpc.aio.AioRpcError as e:
@@ -131,7 +135,8 @@ class PluginClient:
                 fut.set_exception(PluginUnavailable(reason))
 
     async def call(self, hook: int, ctx: HookContext) -> HookResult:
-        req = pb.HookRequest(id=next(self._ids), hook=hook, context=context_to_pb(ctx))
+        self._last_id = rid = next(self._ids)
+        req = pb.HookRequest(id=rid, hook=hook, context=context_to_pb(ctx))
         if not self.streaming:
             try:
                 resp = await self.stub.HandleHook(req)
@@ -155,10 +160,14 @@ class PluginClient:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def close(self) -> None:
+    def end_stream(self) -> None:
+        """Close the hook stream (waiting calls fail) so the plugin can stop at once."""
         for t in self._tasks:
             t.cancel()
         if self._call is not None:
             self._call.cancel()
         self._break("the plugin is stopping")
+
+    async def close(self) -> None:
+        self.end_stream()
         await self.channel.close(grace=None)

@@ -114,8 +114,9 @@ class PluginProcess:
             if not line:
                 continue
             self.stderr_tail.append(line[:300])
-            level = _LEVELS.get(line.split(" ", 1)[0].rstrip(":"), logging.INFO)
-            self.log.log(level, "%s", line)
+            first, _, rest = line.partition(" ")
+            level = _LEVELS.get(first.rstrip(":"))
+            self.log.log(level or logging.INFO, "%s", rest if level and rest else line)
 
     async def _pump_stdout(self, stream: asyncio.StreamReader) -> None:
         while True:

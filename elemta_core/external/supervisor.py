@@ -226,6 +226,7 @@ class Supervisor:
             deadline = time.monotonic() + grace
             while client.in_flight and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)  # drain calls already sent
+            client.end_stream()
             if await client.controller.shutdown(grace):
                 try:
                     await asyncio.wait_for(proc.wait(), grace)
