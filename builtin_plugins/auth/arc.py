@@ -16,18 +16,17 @@ from typing import Any
 
 import dkim
 
+from builtin_plugins.auth import results
+from builtin_plugins.auth.config import AuthConfig
+from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, load_key
+from builtin_plugins.auth.policy import printable
+from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.dns.answer import DnsTemporaryError
 from elemta_core.dns.sync import SyncResolver, dkim_txt_lookup
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
 from elemta_core.message.message import Message
 from elemta_core.plugins.api import Plugin, PluginServices
-
-from builtin_plugins.auth import results
-from builtin_plugins.auth.config import AuthConfig
-from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, load_key
-from builtin_plugins.auth.policy import printable
-from builtin_plugins.auth.runtime import AuthRuntime
 
 log = logging.getLogger("elemta.plugin.arc")
 
@@ -73,7 +72,7 @@ def verify_arc(message: bytes, sync: SyncResolver | Any, max_instances: int = 50
     try:
         a = dkim.ARC(message, minkey=min_key_bits)
         top, _ = a.sorted_arc_headers()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - dkimpy's parser on hostile input
         return ArcCheck(ArcResult.FAIL, reason=printable(f"unparsable message: {e}", 120))
     if top == 0:
         return ArcCheck(ArcResult.NONE)
@@ -83,7 +82,7 @@ def verify_arc(message: bytes, sync: SyncResolver | Any, max_instances: int = 50
         cv, sets, comment = a.verify(dnsfunc=lookup)
     except DnsTemporaryError as e:
         return ArcCheck(ArcResult.TEMPERROR, top, f"key lookup: {e}")
-    except Exception as e:  # hostile ARC headers: a failed chain, never a crash
+    except Exception as e:  # noqa: BLE001 - hostile ARC headers: a failed chain, not a crash
         return ArcCheck(ArcResult.FAIL, top, printable(f"{type(e).__name__}: {e}", 120))
     summary = tuple(_set_summary(r) for r in sets)
     if cv == dkim.CV_Pass:

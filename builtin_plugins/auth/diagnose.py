@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from elemta_core.dns.resolver import Resolver
-from elemta_core.message.message import Message
-
 from builtin_plugins.auth import results
 from builtin_plugins.auth.arc import verify_arc
 from builtin_plugins.auth.config import AuthConfig
@@ -18,6 +15,8 @@ from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
 from builtin_plugins.auth.dmarc import check_dmarc, enforce
 from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import SpfCheck, check_spf
+from elemta_core.dns.resolver import Resolver
+from elemta_core.message.message import Message
 
 
 def _spf_dict(chk: SpfCheck) -> dict[str, Any]:

@@ -15,11 +15,6 @@ from pathlib import Path
 
 import dkim
 
-from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
-from elemta_core.message.message import Message
-from elemta_core.plugins.api import Plugin, PluginServices
-
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.keys import (
     DkimKey,
@@ -31,6 +26,10 @@ from builtin_plugins.auth.keys import (
     zone_line,
 )
 from builtin_plugins.auth.runtime import AuthRuntime
+from elemta_core.hooks.context import HookContext
+from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
+from elemta_core.message.message import Message
+from elemta_core.plugins.api import Plugin, PluginServices
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,7 @@ def sign_message(message: Message, signers: list[Signer], headers: list[bytes],
         d = dkim.DKIM(message.raw, signature_algorithm=s.key.type.algorithm, linesep=b"\r\n")
         line = d.sign(s.selector.encode(), s.domain.encode(), s.key.private,
                       canonicalize=(head, body), include_headers=headers)
-        name, _, value = line.decode("ascii").partition(":")
+        value = line.decode("ascii").partition(":")[2]
         out.append(" ".join(value.split()))
     return out
 

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
-
-from elemta_core.dns.answer import DnsTemporaryError
-from elemta_core.dns.sync import SyncResolver
-from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import FailurePolicy, HookResult
-from elemta_core.plugins.api import Plugin, PluginServices
 
 from builtin_plugins.auth import results
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.policy import Refusal, decide, printable
 from builtin_plugins.auth.runtime import AuthRuntime
+from elemta_core.dns.answer import DnsTemporaryError
+from elemta_core.dns.sync import SyncResolver
+from elemta_core.hooks.context import HookContext
+from elemta_core.hooks.types import FailurePolicy, HookResult
+from elemta_core.plugins.api import Plugin, PluginServices
 
 
 class DkimResult(str, enum.Enum):
@@ -91,7 +91,7 @@ class _KeyProbe:
             return None
         try:
             dkim.evaluate_pk(text, rec)
-        except Exception as e:  # KeyFormatError, or a parser's own error on junk
+        except Exception as e:  # noqa: BLE001 - KeyFormatError, or a parser's error on junk
             self.problem = printable(f"unusable key record: {e}", 120)
             return None
         return rec
@@ -99,7 +99,8 @@ class _KeyProbe:
 
 def _sig_fields(value: bytes) -> dict[bytes, bytes]:
     try:
-        return parse_tag_value(value)
+        fields: dict[bytes, bytes] = parse_tag_value(value)
+        return fields
     except InvalidTagValueList:
         return {}
 
@@ -119,7 +120,7 @@ def verify_dkim(message: bytes, sync: SyncResolver | Callable[..., bytes | None]
     lookup = dkim_txt_lookup(sync) if isinstance(sync, SyncResolver) else sync
     try:
         d = dkim.DKIM(message, minkey=min_key_bits)
-    except Exception as e:  # a message dkimpy cannot parse at all
+    except Exception as e:  # noqa: BLE001 - a message dkimpy cannot parse at all
         return [SignatureResult(DkimResult.PERMERROR, reason=f"unparsable message: {e}")]
     sigs = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
     out: list[SignatureResult] = []
@@ -131,31 +132,32 @@ def verify_dkim(message: bytes, sync: SyncResolver | Callable[..., bytes | None]
 def _verify_one(d: dkim.DKIM, idx: int, raw: bytes,
                 lookup: Callable[..., bytes | None]) -> SignatureResult:
     f = _sig_fields(re.sub(rb"\r?\n[ \t]", b" ", raw))
-    base = dict(domain=_text(f.get(b"d")).lower(), selector=_text(f.get(b"s")),
-                identity=_text(f.get(b"i")), algorithm=_text(f.get(b"a")),
-                b_prefix=re.sub(r"\s+", "", _text(f.get(b"b")))[:8])
+    base = SignatureResult(DkimResult.NONE, domain=_text(f.get(b"d")).lower(),
+                           selector=_text(f.get(b"s")), identity=_text(f.get(b"i")),
+                           algorithm=_text(f.get(b"a")),
+                           b_prefix=re.sub(r"\s+", "", _text(f.get(b"b")))[:8])
     probe = _KeyProbe(lookup)
     try:
         ok = d.verify(idx=idx, dnsfunc=probe)
     except DnsTemporaryError as e:
-        return SignatureResult(DkimResult.TEMPERROR, reason=f"key lookup: {e}", **base)
+        return replace(base, result=DkimResult.TEMPERROR, reason=f"key lookup: {e}")
     except dkim.ValidationError as e:
         kind = DkimResult.FAIL if "body hash" in str(e) else DkimResult.PERMERROR
-        return SignatureResult(kind, reason=printable(str(e), 120), **base)
+        return replace(base, result=kind, reason=printable(str(e), 120))
     except dkim.DKIMException as e:
-        return SignatureResult(DkimResult.PERMERROR, reason=printable(str(e), 120), **base)
-    except Exception as e:  # dkimpy on hostile input: never a crash
-        return SignatureResult(DkimResult.PERMERROR,
-                               reason=printable(f"{type(e).__name__}: {e}", 120), **base)
+        return replace(base, result=DkimResult.PERMERROR, reason=printable(str(e), 120))
+    except Exception as e:  # noqa: BLE001 - dkimpy on hostile input: never a crash
+        return replace(base, result=DkimResult.PERMERROR,
+                       reason=printable(f"{type(e).__name__}: {e}", 120))
     if probe.problem:
-        return SignatureResult(DkimResult.PERMERROR, reason=probe.problem, **base)
+        return replace(base, result=DkimResult.PERMERROR, reason=probe.problem)
     if not ok:
-        return SignatureResult(DkimResult.FAIL, reason="signature did not verify", **base)
-    problem = _key_policy(probe.tags, f, base["domain"])
+        return replace(base, result=DkimResult.FAIL, reason="signature did not verify")
+    problem = _key_policy(probe.tags, f, base.domain)
     if problem:
-        return SignatureResult(DkimResult.PERMERROR, reason=problem, **base)
+        return replace(base, result=DkimResult.PERMERROR, reason=problem)
     flags = [x.strip() for x in _text(probe.tags.get(b"t")).split(":")]
-    return SignatureResult(DkimResult.PASS, testing="y" in flags, **base)
+    return replace(base, result=DkimResult.PASS, testing="y" in flags)
 
 
 def _key_policy(key: dict[bytes, bytes], sig: dict[bytes, bytes], domain: str) -> str:

@@ -12,17 +12,12 @@ from __future__ import annotations
 import email.utils
 import enum
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from publicsuffixlist import PublicSuffixList
-
-from elemta_core.dns.answer import DnsAnswer, DnsStatus
-from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import CONTINUE, FailurePolicy, HookResult
-from elemta_core.message.message import Message
-from elemta_core.plugins.api import Plugin, PluginServices
 
 from builtin_plugins.auth import results
 from builtin_plugins.auth.config import AuthConfig, PolicyAction
@@ -30,6 +25,11 @@ from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
 from builtin_plugins.auth.policy import Refusal, decide
 from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import check_spf
+from elemta_core.dns.answer import DnsAnswer, DnsStatus
+from elemta_core.hooks.context import HookContext
+from elemta_core.hooks.types import CONTINUE, FailurePolicy, HookResult
+from elemta_core.message.message import Message
+from elemta_core.plugins.api import Plugin, PluginServices
 
 
 class DmarcResult(str, enum.Enum):

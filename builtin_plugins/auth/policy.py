@@ -7,12 +7,11 @@ generic text with the RFC 7372 enhanced code; the detail goes to the log via ``r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
-
-from elemta_core.hooks.types import Action, HeaderChange, HookResult
 
 from builtin_plugins.auth.config import PolicyAction
+from elemta_core.hooks.types import Action, HeaderChange, HookResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ us and are removed on entry (RFC 8601 §5).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import HeaderChange, HeaderOp

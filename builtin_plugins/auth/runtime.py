@@ -8,8 +8,9 @@ library's DNS calls; those calls go back to the shared async resolver through
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from elemta_core.dns.config import DnsConfig
 from elemta_core.dns.resolver import Resolver

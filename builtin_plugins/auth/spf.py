@@ -11,21 +11,21 @@ from __future__ import annotations
 import enum
 import ipaddress
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import spf as pyspf
-
-from elemta_core.dns.answer import DnsTemporaryError
-from elemta_core.dns.sync import SyncResolver, spf_lookup
-from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
-from elemta_core.plugins.api import Plugin, PluginServices
 
 from builtin_plugins.auth import results
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.policy import Refusal, decide, printable
 from builtin_plugins.auth.runtime import AuthRuntime
+from elemta_core.dns.answer import DnsTemporaryError
+from elemta_core.dns.sync import SyncResolver, spf_lookup
+from elemta_core.hooks.context import HookContext
+from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
+from elemta_core.plugins.api import Plugin, PluginServices
 
 
 class SpfResult(str, enum.Enum):
@@ -100,7 +100,7 @@ def check_spf(sync: SyncResolver, ip: str, sender: str, helo: str, receiver: str
         res, _code, expl = q.check()
         try:
             header = q.get_header(res, receiver=receiver)
-        except Exception:  # pyspf renders from its own state; never let it sink a result
+        except Exception:  # noqa: BLE001 - pyspf renders from its own state; keep the result
             header = res
     except pyspf.TempError as e:
         res, expl, header = "temperror", str(e), "temperror"

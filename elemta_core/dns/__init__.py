@@ -3,7 +3,6 @@
 # The config package imports dns.config (the [dns] section); loading it first keeps that
 # cycle in one order whichever package a caller imports first.
 import elemta_core.config  # noqa: F401
-
 from elemta_core.dns.answer import DnsAnswer, DnsStatus, DnsTemporaryError
 from elemta_core.dns.config import DnsConfig
 from elemta_core.dns.resolver import Resolver

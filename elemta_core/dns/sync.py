@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from elemta_core.dns.answer import DnsAnswer, DnsStatus, DnsTemporaryError
 from elemta_core.dns.resolver import Resolver

@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 import threading
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, Self
 
 from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, A, DNSRecord
 from dnslib.server import DNSError, DNSHandler, DNSLogger, DNSServer
@@ -153,7 +154,7 @@ class ZoneServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> ZoneServer:
+    def start(self) -> Self:
         for _ in range(20):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind(("127.0.0.1", 0))
@@ -179,7 +180,7 @@ class ZoneServer:
             srv.server.server_close()
         self._servers = []
 
-    def __enter__(self) -> ZoneServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

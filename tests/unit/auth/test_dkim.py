@@ -17,7 +17,7 @@ from builtin_plugins.auth.dkim_verify import (
     summary,
     verify_dkim,
 )
-from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, generate, load_key, parse_key
+from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, generate, load_key
 from elemta_core.dns import SyncResolver
 from elemta_core.hooks.types import HeaderChange, HeaderOp
 from elemta_core.message.message import Message
@@ -212,8 +212,8 @@ async def test_short_rsa_key_is_refused(zone: ZoneServer, sync: SyncResolver) ->
     b"DKIM-Signature: v=1; a=rsa-sha256; d=; s=; h=from; bh=AA==; b=AA==\r\n",
     b"DKIM-Signature: v=1; v=1; a=rsa-sha256\r\n",
     b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; h=subject; bh=AA==; b=AA==\r\n",
-    b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; i=@evil.test; s=s1; h=from; "
-    b"bh=AA==; b=AA==\r\n",
+    (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; i=@evil.test; s=s1; h=from; "
+     b"bh=AA==; b=AA==\r\n"),
 ])
 async def test_malformed_signatures_are_permerror(zone: ZoneServer, sync: SyncResolver,
                                                   header: bytes) -> None:

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from builtin_plugins.auth.dmarc import (
+    Disposition,
     DmarcCheck,
     DmarcRecord,
     DmarcRecordError,
     DmarcResult,
-    Disposition,
     aligned,
     check_dmarc,
     enforce,
