@@ -6,7 +6,11 @@ want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(swaks postfix redis-server)
 missing=()
 for p in "${want[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+  # A command of that name from elsewhere counts too (nodesource's nodejs bundles npm and
+  # conflicts with Debian's npm package).
+  [ "$p" = npm ] && command -v npm >/dev/null && continue
+  missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
