@@ -99,7 +99,7 @@ def result_to_pb(r: HookResult) -> pb.Result:
 def result_from_pb(r: pb.Result) -> HookResult:
     """Validate and convert a plugin's answer; anything malformed is a CallError."""
     action_n = r.action
-    if action_n == 0 and not r.headers and not r.tags and not r.code and not r.text:
+    if action_n == 0 and not (r.headers or r.tags or r.code or r.text or r.reason):
         return CONTINUE
     if not 0 <= action_n < len(_ACTIONS):
         raise CallError(f"malformed reply: unknown action {action_n}")

@@ -55,6 +55,8 @@ def verify(entry: CatalogEntry) -> None:
                                f"(sha256 = {sha256_file(p)})")
     for path, want in pinned.items():
         try:
+            if not path.exists():
+                raise FileNotFoundError(path)
             if not path.is_file():
                 raise RefusedError(f"pinned file {path} is not a regular file")
             for p in (path, path.parent):
