@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
@@ -33,6 +34,8 @@ from builtin_plugins.ratelimit.gcra import US, Charge
 from builtin_plugins.ratelimit.keys import hash_tag
 from builtin_plugins.ratelimit.scripts import ALL, CHECK, INSPECT, REFRESH, Script
 
+T = TypeVar("T")
+
 
 def client_from_config(cfg: RateLimitConfig) -> Redis:
     """A client for ``redis_url`` with the section's credentials, TLS and timeouts."""
@@ -40,7 +43,7 @@ def client_from_config(cfg: RateLimitConfig) -> Redis:
     kw: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),  # the plugin's own policy replaces redis-py's retries
+        "retry": Retry(NoBackoff(), 0),  # see RedisBackend._bounded for the one retry we do
         "health_check_interval": 0,
         "client_name": "elemta-ratelimit",
     }
@@ -83,7 +86,7 @@ class RedisBackend:
 
     async def prepare(self) -> None:
         """Load the scripts now (at start), so the first checks need no ``NOSCRIPT`` detour."""
-        await self._bounded(self.load_scripts())
+        await self._bounded(self.load_scripts)
 
     async def load_scripts(self) -> None:
         for script in ALL:
@@ -91,10 +94,20 @@ class RedisBackend:
             if sha != script.sha:
                 raise BackendError(f"server hashed script {script.name} as {sha}")
 
-    async def _bounded(self, coro: Any) -> Any:
+    async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` within ``timeout``; store trouble becomes :class:`BackendError`.
+
+        After a server restart every idle pooled connection is dead and would fail once
+        each: on a connection error the idle ones are dropped and the call made once more on
+        a fresh connection. Anything longer is an outage, for the plugin's policy.
+        """
         try:
             async with asyncio.timeout(self.timeout):
-                return await coro
+                try:
+                    return await call()
+                except RedisConnectionError:
+                    await self.client.connection_pool.disconnect(inuse_connections=False)
+                    return await call()
         except TimeoutError:
             raise BackendError(f"no answer within {self.timeout * 1000:.0f} ms") from None
         except (RedisError, OSError) as e:
@@ -147,7 +160,7 @@ class RedisBackend:
                 args += [lease.limit, lease.member, lease.ttl_ms]
             calls.append((CHECK, ks, args))
             owners.append(idx)
-        results = await self._bounded(self._evalsha(calls))
+        results = await self._bounded(lambda: self._evalsha(calls))
         for idx, (pos, retry_us) in zip(owners, results):
             if pos:
                 i = idx[int(pos) - 1]
@@ -160,18 +173,19 @@ class RedisBackend:
         for key, member in leases:
             by_key.setdefault(key, []).append(member)
         if by_key:
-            await self._bounded(self._evalsha(
-                [(REFRESH, [k], [ttl_ms, *members]) for k, members in by_key.items()]))
+            calls = [(REFRESH, [k], [ttl_ms, *members]) for k, members in by_key.items()]
+            await self._bounded(lambda: self._evalsha(calls))
 
     async def release(self, key: str, member: str) -> None:
-        await self._bounded(self.client.zrem(key, member))
+        await self._bounded(lambda: self.client.zrem(key, member))
 
     async def inspect(self, keys: Sequence[str]) -> dict[str, KeyState]:
         groups = list(_group(keys).values())
         if not groups:
             return {}
-        results = await self._bounded(self._evalsha(
-            [(INSPECT, [keys[i] for i in idx], []) for idx in groups]))
+        calls: list[tuple[Script, list[str], list[Any]]] = [
+            (INSPECT, [keys[i] for i in idx], []) for idx in groups]
+        results = await self._bounded(lambda: self._evalsha(calls))
         out: dict[str, KeyState] = {}
         for idx, res in zip(groups, results):
             now = float(res[0])
@@ -194,19 +208,22 @@ class RedisBackend:
                     break
             return sorted(found)
 
-        return await self._bounded(go())  # type: ignore[no-any-return]
+        return await self._bounded(go)
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
         # One DEL per key: keys of different subjects may live on different cluster nodes.
-        pipe = self.client.pipeline(transaction=False)
-        for k in keys:
-            pipe.delete(k)
-        return sum(int(n) for n in await self._bounded(pipe.execute()))
+        async def go() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for k in keys:
+                pipe.delete(k)
+            return sum(int(n) for n in await pipe.execute())
+
+        return await self._bounded(go)
 
     async def ping(self) -> None:
-        await self._bounded(self.client.ping())
+        await self._bounded(self.client.ping)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def backend(url: str, **kw: object) -> RedisBackend:
+    kw.setdefault("timeout_ms", 3000)  # a loaded CI machine must not turn into a false outage
     cfg = RateLimitConfig(backend=Backend.REDIS, redis_url=url, **kw)  # type: ignore[arg-type]
     cfg.validate()
     return RedisBackend.from_config(cfg)
