@@ -18,6 +18,7 @@ import dkim
 
 from builtin_plugins.auth import results
 from builtin_plugins.auth.config import AuthConfig
+from builtin_plugins.auth.dkim_verify import DKIMPY_LOG
 from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, load_key
 from builtin_plugins.auth.policy import printable
 from builtin_plugins.auth.runtime import AuthRuntime
@@ -70,7 +71,7 @@ def verify_arc(message: bytes, sync: SyncResolver | Any, max_instances: int = 50
     """Validate the ARC chain. Blocking: call in a thread."""
     lookup = dkim_txt_lookup(sync) if isinstance(sync, SyncResolver) else sync
     try:
-        a = dkim.ARC(message, minkey=min_key_bits)
+        a = dkim.ARC(message, logger=DKIMPY_LOG, minkey=min_key_bits)
         top, _ = a.sorted_arc_headers()
     except Exception as e:  # noqa: BLE001 - dkimpy's parser on hostile input
         return ArcCheck(ArcResult.FAIL, reason=printable(f"unparsable message: {e}", 120))
@@ -95,7 +96,7 @@ def verify_arc(message: bytes, sync: SyncResolver | Any, max_instances: int = 50
 def seal(message: Message, selector: str, domain: str, key: DkimKey,
          authserv_id: str) -> list[HeaderChange]:
     """The ARC set for ``message`` (which carries our A-R). Blocking: call in a thread."""
-    lines = dkim.ARC(message.raw, linesep=b"\r\n").sign(
+    lines = dkim.ARC(message.raw, logger=DKIMPY_LOG, linesep=b"\r\n").sign(
         selector.encode(), domain.encode(), key.private, authserv_id.encode())
     out: list[HeaderChange] = []
     for line in reversed(lines):  # ADDs are prepended: reversed keeps ARC-Seal on top

@@ -16,6 +16,7 @@ from pathlib import Path
 import dkim
 
 from builtin_plugins.auth.config import AuthConfig
+from builtin_plugins.auth.dkim_verify import DKIMPY_LOG
 from builtin_plugins.auth.keys import (
     DkimKey,
     DkimKeyError,
@@ -65,7 +66,8 @@ def sign_message(message: Message, signers: list[Signer], headers: list[bytes],
     head, _, body = canonicalization.encode().partition(b"/")
     out: list[str] = []
     for s in signers:
-        d = dkim.DKIM(message.raw, signature_algorithm=s.key.type.algorithm, linesep=b"\r\n")
+        d = dkim.DKIM(message.raw, logger=DKIMPY_LOG, signature_algorithm=s.key.type.algorithm,
+                      linesep=b"\r\n")
         line = d.sign(s.selector.encode(), s.domain.encode(), s.key.private,
                       canonicalize=(head, body), include_headers=headers)
         value = line.decode("ascii").partition(":")[2]

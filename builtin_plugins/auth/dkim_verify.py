@@ -10,6 +10,7 @@ enforced; ``t=y`` (testing) is reported in the comment.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,21 @@ from elemta_core.dns.sync import SyncResolver
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import FailurePolicy, HookResult
 from elemta_core.plugins.api import Plugin, PluginServices
+
+
+class _LibraryLog:
+    """dkimpy logs hostile input at ERROR; for us it is a result, so its log is debug."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def debug(self, msg: object, *args: object) -> None:
+        self._log.debug(msg, *args)
+
+    info = warning = error = debug
+
+
+DKIMPY_LOG = _LibraryLog("elemta.plugin.dkim.dkimpy")
 
 
 class DkimResult(str, enum.Enum):
@@ -119,7 +135,7 @@ def verify_dkim(message: bytes, sync: SyncResolver | Callable[..., bytes | None]
 
     lookup = dkim_txt_lookup(sync) if isinstance(sync, SyncResolver) else sync
     try:
-        d = dkim.DKIM(message, minkey=min_key_bits)
+        d = dkim.DKIM(message, logger=DKIMPY_LOG, minkey=min_key_bits)
     except Exception as e:  # noqa: BLE001 - a message dkimpy cannot parse at all
         return [SignatureResult(DkimResult.PERMERROR, reason=f"unparsable message: {e}")]
     sigs = [v for k, v in d.headers if k.lower() == b"dkim-signature"]

@@ -160,3 +160,30 @@ async def test_bad_input_never_crashes(sync: SyncResolver, ip: str, sender: str,
 
 async def test_malformed_label_domain_is_none(zone: ZoneServer, sync: SyncResolver) -> None:
     assert (await spf(sync, "a@bad..example.org")).result is SpfResult.NONE
+
+
+async def test_more_than_ten_mx_records_is_a_permerror(zone: ZoneServer,
+                                                       sync: SyncResolver) -> None:
+    zone.txt("example.org", "v=spf1 mx -all")
+    for i in range(11):
+        zone.mx("example.org", f"mx{i}.example.org", i)
+    assert (await spf(sync)).result is SpfResult.PERMERROR
+
+
+async def test_cname_loop_is_a_temperror_not_a_hang(zone: ZoneServer,
+                                                    sync: SyncResolver) -> None:
+    # A looping chain is a server failure to a resolver (unbound and dnspython alike).
+    zone.cname("l1.example.org", "l2.example.org").cname("l2.example.org", "l1.example.org")
+    zone.txt("example.org", f"v=spf1 a:l1.example.org ip4:{IP} -all")
+    t0 = time.monotonic()
+    assert (await spf(sync)).result is SpfResult.TEMPERROR
+    assert (await spf(sync, "x@l1.example.org")).result is SpfResult.TEMPERROR
+    assert time.monotonic() - t0 < 3
+
+
+async def test_ptr_mechanism(zone: ZoneServer, sync: SyncResolver) -> None:
+    zone.txt("example.org", "v=spf1 ptr -all")
+    zone.ptr(IP, "mail.example.org").a("mail.example.org", IP)
+    assert (await spf(sync)).result is SpfResult.PASS
+    zone.ptr("192.0.2.11", "mail.example.org")  # forward lookup does not confirm it
+    assert (await spf(sync, ip="192.0.2.11")).result is SpfResult.FAIL
