@@ -13,10 +13,10 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "external-plugins"
 CATALOGS = sorted(EXAMPLES.glob("*/catalog.toml"))
 
 
-def test_every_example_has_a_catalog_and_a_readme() -> None:
+def test_the_python_examples_have_a_catalog_and_a_readme() -> None:
     names = {p.parent.name for p in CATALOGS}
     assert {"python_filter", "greylist", "allowdeny"} <= names
-    for name in names:
+    for name in ("python_filter", "greylist", "allowdeny"):
         assert (EXAMPLES / name / "README.md").is_file(), name
 
 
