@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,6 +98,12 @@ async def test_connection_rate_and_messages_exact_across_nodes(
     assert shown["backend"] == "redis" and row["current"] == 15 and row["limit"] == 15
     assert "deleted 1" in d.cli("ratelimit", "reset", "--sender", "bulk@example.org").stdout
     assert await send(c.port, "bulk@example.org", "bob@localhost") == [250]
+    # With no daemon running the CLI reads the shared store itself.
+    c.stop()
+    d.stop()
+    offline = json.loads(c.cli("ratelimit", "show", "--sender", "bulk@example.org",
+                               "--json").stdout)
+    assert [r["current"] for r in offline["counters"] if r["limit_name"] == "per-sender"] == [1]
 
 
 async def test_redis_down_and_back_under_load(
@@ -143,6 +150,25 @@ async def test_redis_down_and_back_under_load(
     for srv in (allow, tempfail):
         assert "Traceback" not in srv.log()
     tempfail.signal(signal.SIGTERM)
+
+
+async def test_hung_redis_never_hangs_a_session(
+        elemta_server: Callable[..., ServerProcess]) -> None:
+    hung = socket.socket()  # accepts connections, never answers
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    try:
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        [srv] = nodes(elemta_server, 1, **limiter(url, timeout_ms=200, retry_interval=0.2,
+                                                   connection_rate_per_minute=10,
+                                                   on_backend_error="tempfail"))
+        for _ in range(3):
+            t0 = time.monotonic()
+            assert (await _greeting_text(srv.port)).startswith("421 4.3.0 ")
+            assert time.monotonic() - t0 < 2
+            await asyncio.sleep(0.25)  # past the back-off: the backend is really asked again
+    finally:
+        hung.close()
 
 
 async def wait_for_leases(url: str, key: str, count: int, timeout: float = 10) -> None:
