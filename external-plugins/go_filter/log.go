@@ -14,16 +14,16 @@ import (
 	"sync"
 )
 
-// Logger writes "LEVEL name: message" lines to the stderr the process started with.
+// Logger writes "LEVEL message" lines to the stderr the process started with (the server
+// logs them under elemta.plugin.<name>).
 type Logger struct {
-	mu   sync.Mutex
-	out  io.Writer
-	name string
+	mu  sync.Mutex
+	out io.Writer
 }
 
 // NewLogger must be called before plugin.Serve, while os.Stderr is still the real one.
-func NewLogger(name string) *Logger {
-	return &Logger{out: os.Stderr, name: name}
+func NewLogger() *Logger {
+	return &Logger{out: os.Stderr}
 }
 
 // Writer is the real stderr, for libraries (go-plugin's own logger).
@@ -32,7 +32,7 @@ func (l *Logger) Writer() io.Writer { return l.out }
 func (l *Logger) logf(level, format string, args ...interface{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.out, "%s %s: %s\n", level, l.name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(l.out, "%s %s\n", level, fmt.Sprintf(format, args...))
 }
 
 func (l *Logger) Infof(format string, args ...interface{})    { l.logf("INFO", format, args...) }

@@ -63,7 +63,7 @@ func watchParent(log *Logger) {
 }
 
 func main() {
-	log := NewLogger(pluginName) // before Serve, which replaces os.Stderr
+	log := NewLogger() // before Serve, which replaces os.Stderr
 	go watchParent(log)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,

@@ -82,10 +82,11 @@ class Result {
   tag(tags) { Object.assign(this.tags, tags); return this; }
 }
 
-/** Log lines on stderr, which the server captures at the level the first word names. */
-function logger(name) {
+/** Log lines on stderr: the server logs them under elemta.plugin.NAME, at the level the
+ * first word names. */
+function logger() {
   const line = (level) => (...args) => process.stderr.write(
-    `${level} ${name}: ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}\n`);
+    `${level} ${args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' ')}\n`);
   return { info: line('INFO'), warning: line('WARNING'), error: line('ERROR') };
 }
 
@@ -211,7 +212,7 @@ function healthService() {
  */
 function serve(spec) {
   checkEnvironment();
-  const log = logger(spec.name);
+  const log = logger();
   const plugin = definePlugin(spec);
   const protos = loadProtos(spec.protoDir || path.join(__dirname, 'proto'));
   const server = new grpc.Server({
