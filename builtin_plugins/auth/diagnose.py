@@ -15,6 +15,7 @@ from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
 from builtin_plugins.auth.dmarc import check_dmarc, enforce
 from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import SpfCheck, check_spf
+from elemta_core.dns.answer import DnsAnswer
 from elemta_core.dns.resolver import Resolver
 from elemta_core.message.message import Message
 
@@ -55,8 +56,11 @@ async def verify_report(resolver: Resolver, raw: bytes, config: AuthConfig | Non
         out["dkim"] = [s.as_dict() for s in sigs]
         tags.update(dkim_tags(sigs))
         passing = [d for d in tags["dkim.pass_domains"].split(",") if d]
-        dm = await rt.run(check_dmarc, Message(raw), lambda n: rt.sync.query(n, "TXT"),
-                          tags.get("spf.result", "none"), tags.get("spf.domain", ""), passing)
+        async def txt(name: str) -> DnsAnswer:
+            return await resolver.query(name, "TXT")
+
+        dm = await check_dmarc(Message(raw), txt, tags.get("spf.result", "none"),
+                               tags.get("spf.domain", ""), passing)
         out["dmarc"] = {"result": dm.result.value, "domain": dm.from_domain,
                         "policy_domain": dm.policy_domain, "policy": dm.policy.value,
                         "spf_aligned": dm.spf_aligned, "dkim_aligned": dm.dkim_aligned,

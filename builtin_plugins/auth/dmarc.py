@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -163,11 +163,14 @@ def from_domain(message: Message) -> tuple[str, str]:
     return d, ""
 
 
-def discover(domain: str, txt: Callable[[str], DnsAnswer]) -> tuple[DmarcRecord | None, str, str]:
+TxtLookup = Callable[[str], Awaitable[DnsAnswer]]
+
+
+async def discover(domain: str, txt: TxtLookup) -> tuple[DmarcRecord | None, str, str]:
     """(record, the domain it was found at, problem) per RFC 7489 §6.6.3."""
     org = org_domain(domain)
     for where in dict.fromkeys((domain, org)):
-        ans = txt(f"_dmarc.{where}")
+        ans = await txt(f"_dmarc.{where}")
         if ans.status is DnsStatus.TEMPFAIL:
             return None, where, f"temperror: {ans.error}"
         recs = [r.decode("utf-8", "replace") for r in ans.records
@@ -199,12 +202,13 @@ def evaluate(domain: str, record: DmarcRecord, policy_domain: str, spf_result: s
                       reason="no aligned SPF or DKIM pass")
 
 
-def check_dmarc(message: Message, txt: Callable[[str], DnsAnswer], spf_result: str,
-                spf_domain: str, dkim_pass_domains: list[str]) -> DmarcCheck:
+async def check_dmarc(message: Message, txt: TxtLookup, spf_result: str, spf_domain: str,
+                      dkim_pass_domains: list[str]) -> DmarcCheck:
+    """Runs on the event loop: its lookups are the async resolver's, its work is small."""
     domain, problem = from_domain(message)
     if problem:
         return DmarcCheck(DmarcResult.PERMERROR, reason=problem)
-    record, where, problem = discover(domain, txt)
+    record, where, problem = await discover(domain, txt)
     if problem.startswith("temperror"):
         return DmarcCheck(DmarcResult.TEMPERROR, domain, where, reason=problem[11:])
     if problem.startswith("permerror"):
@@ -277,9 +281,8 @@ class DmarcPlugin(Plugin):
             new.update(dkim_tags(sigs))
         tags.update(new)
         passing = [d for d in tags.get("dkim.pass_domains", "").split(",") if d]
-        chk = await self.runtime.run(check_dmarc, ctx.message, self._txt,
-                                     tags.get("spf.result", "none"), tags.get("spf.domain", ""),
-                                     passing)
+        chk = await check_dmarc(ctx.message, self._txt, tags.get("spf.result", "none"),
+                                tags.get("spf.domain", ""), passing)
         disposition = enforce(chk, cfg.dmarc_policy)
         new.update({"dmarc.result": chk.result.value, "dmarc.domain": chk.from_domain,
                     "dmarc.policy": chk.policy.value, "dmarc.disposition": disposition.value,
@@ -294,5 +297,5 @@ class DmarcPlugin(Plugin):
                       reason=f"dmarc={chk.result.value} {chk.from_domain} "
                              f"policy={chk.policy.value} {chk.reason}".strip())
 
-    def _txt(self, name: str) -> DnsAnswer:
-        return self.runtime.sync.query(name, "TXT")
+    async def _txt(self, name: str) -> DnsAnswer:
+        return await self.runtime.resolver.query(name, "TXT")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from builtin_plugins.auth.dmarc import (
@@ -20,7 +18,7 @@ from builtin_plugins.auth.dmarc import (
     org_domain,
     parse_record,
 )
-from elemta_core.dns import SyncResolver
+from elemta_core.dns import DnsAnswer, SyncResolver
 from elemta_core.message.message import Message
 from tests.support.dns_server import ZoneServer
 
@@ -131,8 +129,10 @@ def test_from_domain_problems(header: str, problem: str) -> None:
 
 async def check(sync: SyncResolver, m: Message, spf: str = "none", spf_domain: str = "",
                 dkim: list[str] | None = None) -> DmarcCheck:
-    return await asyncio.to_thread(check_dmarc, m, lambda n: sync.query(n, "TXT"), spf,
-                                   spf_domain, dkim or [])
+    async def txt(name: str) -> DnsAnswer:
+        return await sync.resolver.query(name, "TXT")
+
+    return await check_dmarc(m, txt, spf, spf_domain, dkim or [])
 
 
 async def test_discovery_falls_back_to_the_organisational_domain(
