@@ -4,7 +4,8 @@ dkimpy does the canonicalisation and crypto. Around it we fix what it gets wrong
 receiver: a temporary DNS failure is ``temperror`` (dkimpy says fail), a revoked key
 (empty ``p=``) or a missing one is ``permerror``, and the key record's ``h=`` (acceptable
 hashes), ``k=`` (key type must match ``a=``) and ``t=s`` (no subdomains in ``i=``) are
-enforced; ``t=y`` (testing) is reported in the comment.
+enforced, as is ``s=`` (service types: the key must be for email); ``t=y`` (testing)
+is reported in the comment.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class _KeyProbe:
             return None
         if self.tags.get(b"p", b"") == b"":
             self.problem = "key revoked"
+            return None
+        services = [x.strip() for x in _text(self.tags.get(b"s", b"*")).split(":")]
+        if "*" not in services and "email" not in services:
+            # dkimpy swallows this case and goes on with no key at all
+            self.problem = f"key s={_text(self.tags.get(b's'))} is not for email"
             return None
         try:
             dkim.evaluate_pk(text, rec)

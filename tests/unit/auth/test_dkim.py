@@ -155,6 +155,13 @@ async def test_key_h_listing_sha256_and_t_s_with_exact_identity_pass(
         is DkimResult.PASS
 
 
+async def test_key_for_email_among_services_passes(zone: ZoneServer,
+                                                  sync: SyncResolver) -> None:
+    publish(zone, "s1", RSA, "; s=tlsrpt:email")
+    assert (await verify(sync, sign(MSG, Signer("example.org", "s1", RSA))))[0].result \
+        is DkimResult.PASS
+
+
 async def test_testing_flag_is_reported(zone: ZoneServer, sync: SyncResolver) -> None:
     publish(zone, "s1", ED, "; t=y")
     res = (await verify(sync, sign(MSG, Signer("example.org", "s1", ED))))[0]
@@ -175,6 +182,7 @@ async def test_key_type_must_match_algorithm(zone: ZoneServer, sync: SyncResolve
     ("v=DKIM1; k=rsa; p=!!!notbase64", ""),
     ("v=DKIM2; p=abc", ""),
     ("v=DKIM1; k=dsa; p=abc", ""),
+    (f"v=DKIM1; s=tlsrpt; p={RSA.public_b64}", "s=tlsrpt"),
 ])
 async def test_bad_key_records_are_permerror(zone: ZoneServer, sync: SyncResolver, record: str,
                                              reason: str) -> None:
