@@ -111,6 +111,8 @@ class _KeyProbe:
             # dkimpy swallows this case and goes on with no key at all
             self.problem = f"key s={_text(self.tags.get(b's'))} is not for email"
             return None
+        if b"s" in self.tags:  # checked here; dkimpy cannot read a list like s=tlsrpt:email
+            rec = b"; ".join(k + b"=" + v for k, v in self.tags.items() if k != b"s")
         try:
             dkim.evaluate_pk(text, rec)
         except Exception as e:  # noqa: BLE001 - KeyFormatError, or a parser's error on junk
