@@ -230,7 +230,7 @@ def pin_catalog(path: Path) -> list[str]:
         for rel in entry.sha256:
             digest = sha256_file(entry.resolve(rel))
             pattern = re.compile(r'("' + re.escape(rel) + r'"\s*=\s*")([0-9a-fA-F]*)(")')
-            new, n = pattern.subn(lambda m: m.group(1) + digest + m.group(3), text)
+            new, n = pattern.subn(lambda m, d=digest: m.group(1) + d + m.group(3), text)
             if n == 0:
                 raise ConfigError(f"sha256.{rel}", "cannot find the digest to rewrite",
                                   f'write it as "{rel}" = "<hex>"', str(path))

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -43,7 +43,7 @@ class PluginClient:
     def __init__(self, name: str, handshake: Handshake) -> None:
         self.name = name
         self.channel = grpc.aio.insecure_channel(handshake.target, options=CHANNEL_OPTIONS)
-        self.stub = plugin_pb2_grpc.PluginStub(self.channel)
+        self.stub = plugin_pb2_grpc.PluginStub(self.channel)  # type: ignore[no-untyped-call]
         self.controller = Controller(self.channel)
         self.description: pb.DescribeResponse | None = None
         self.streaming = False
@@ -59,7 +59,7 @@ class PluginClient:
     async def connect(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self.channel.channel_ready(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LaunchError(f"cannot connect to the plugin's socket within {timeout:g}s") from None
         await self.controller.check(timeout)
 
@@ -121,7 +121,7 @@ class PluginClient:
             reason = f"hook stream failed: {e.code().name} {e.details() or ''}".rstrip()
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # a malformed frame must not kill the reader silently
+        except Exception as e:  # noqa: BLE001 - a bad frame must not kill the reader silently
             reason = f"hook stream failed: {type(e).__name__}: {e}"
         self._break(reason)
 
@@ -136,7 +136,7 @@ class PluginClient:
 
     async def call(self, hook: int, ctx: HookContext) -> HookResult:
         self._last_id = rid = next(self._ids)
-        req = pb.HookRequest(id=rid, hook=hook, context=context_to_pb(ctx))
+        req = pb.HookRequest(id=rid, hook=cast(Any, hook), context=context_to_pb(ctx))
         if not self.streaming:
             try:
                 resp = await self.stub.HandleHook(req)

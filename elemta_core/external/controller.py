@@ -14,8 +14,10 @@ from elemta_core.external.proto_gen.plugin import grpc_controller_pb2, grpc_cont
 
 class Controller:
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._health = health_pb2_grpc.HealthStub(channel)
-        self._controller = grpc_controller_pb2_grpc.GRPCControllerStub(channel)
+        # The generated stubs are untyped; the calls below are checked against the .pyi.
+        self._health = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        self._controller = grpc_controller_pb2_grpc.GRPCControllerStub(  # type: ignore[no-untyped-call]
+            channel)
 
     async def check(self, timeout: float) -> None:
         """Raise ProtocolError unless the plugin says SERVING within ``timeout``."""

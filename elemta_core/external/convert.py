@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from elemta_core.external.errors import CallError
 from elemta_core.external.proto_gen.elemta.plugin.v1 import plugin_pb2 as pb
@@ -91,7 +91,7 @@ def context_to_pb(ctx: HookContext) -> pb.Context:
 
 def result_to_pb(r: HookResult) -> pb.Result:
     """A HookResult as a plugin would send it (the SDKs' job; used by tests and tooling)."""
-    return pb.Result(action=int(r.action), code=r.code or 0, enhanced=r.enhanced or "",
+    return pb.Result(action=cast(Any, int(r.action)), code=r.code or 0, enhanced=r.enhanced or "",
                      text=r.text or "", headers=[_hc_to_pb(h) for h in r.headers],
                      tags=dict(r.tags), reason=r.reason or "")
 

@@ -67,7 +67,7 @@ class PluginProcess:
         self._pumps.append(asyncio.create_task(self._pump_stderr(self.proc.stderr)))
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.kill()
             raise HandshakeError(f"no handshake line on stdout within {timeout:g}s; "
                                  f"stderr: {self._tail()}") from None
@@ -78,7 +78,7 @@ class PluginProcess:
         if not line:
             try:
                 rc = await asyncio.wait_for(self.proc.wait(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.kill()
                 raise HandshakeError("the plugin closed stdout without a handshake line; "
                                      f"stderr: {self._tail()}") from None
@@ -99,7 +99,7 @@ class PluginProcess:
         if self._pumps:
             try:
                 await asyncio.wait_for(asyncio.shield(self._pumps[0]), 0.5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pass
 
     async def _pump_stderr(self, stream: asyncio.StreamReader) -> None:
@@ -152,7 +152,7 @@ class PluginProcess:
         self.kill()
         try:
             rc: int | None = await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             rc = None
         for t in self._pumps:
             t.cancel()

@@ -14,7 +14,8 @@ plugin's calls get its failure policy until it is back.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.loader import Config

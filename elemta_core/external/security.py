@@ -13,8 +13,8 @@ import shutil
 import signal
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from elemta_core.external import constants as C
 from elemta_core.external.catalog import PYTHON_TOKEN, CatalogEntry, Limits
@@ -105,7 +105,7 @@ def _prctl() -> Callable[[int, int], int] | None:
         fn = libc.prctl
     except (OSError, AttributeError):
         return None
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _PRCTL = _prctl()
@@ -131,7 +131,7 @@ def preexec(limits: Limits, parent: int) -> Callable[[], None]:
         if os.getppid() != parent:  # the server died before prctl took effect
             os._exit(1)
         for which, value in rl:
-            soft, hard = resource.getrlimit(which)
+            _soft, hard = resource.getrlimit(which)
             if hard != resource.RLIM_INFINITY and value > hard:
                 value = hard
             resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY

@@ -16,8 +16,8 @@ import enum
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from elemta_core import __version__
 from elemta_core.external.catalog import CatalogEntry
@@ -51,7 +51,7 @@ def backoff_delay(failures: int) -> float:
     """0 for the first failure in the window (restart at once), then doubling from 0.1 s."""
     if failures <= 1:
         return 0.0
-    return min(FIRST_BACKOFF_S * 2 ** (failures - 2), MAX_BACKOFF_S)
+    return min(FIRST_BACKOFF_S * float(2 ** (failures - 2)), MAX_BACKOFF_S)
 
 
 class Supervisor:
@@ -210,7 +210,7 @@ class Supervisor:
                     self._set(State.BACKOFF, str(e))
                     log.warning("plugin %s restart failed: %s", self.name, e)
                     await self._teardown(graceful=False)
-                except Exception as e:  # noqa: BLE001 - the supervisor itself must not die
+                except Exception as e:
                     self._set(State.BACKOFF, f"{type(e).__name__}: {e}")
                     log.exception("plugin %s restart failed", self.name)
                     await self._teardown(graceful=False)
@@ -230,7 +230,7 @@ class Supervisor:
             if await client.controller.shutdown(grace):
                 try:
                     await asyncio.wait_for(proc.wait(), grace)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("plugin %s did not exit %gs after Shutdown; killing it",
                                 self.name, grace)
         if client is not None:

@@ -52,7 +52,7 @@ class RuleSet:
     @classmethod
     def parse(cls, table: Any, where: str) -> RuleSet:
         if not isinstance(table, dict):
-            raise ValueError(f"[{where}] must be a table")
+            raise TypeError(f"[{where}] must be a table")
         unknown = set(table) - {"networks", "domains", "senders", "recipients", "helo"}
         if unknown:
             raise ValueError(f"[{where}] has unknown keys: {', '.join(sorted(unknown))}")
@@ -117,7 +117,7 @@ class RulesFile:
         if self._stamp() != self.stamp:
             try:
                 self.load()
-            except (OSError, ValueError, re.error, tomllib.TOMLDecodeError) as e:
+            except (OSError, ValueError, TypeError, re.error) as e:
                 log.error("rules file %s not reloaded, keeping the previous rules: %s",
                           self.path, e)
                 self.stamp = self._stamp()

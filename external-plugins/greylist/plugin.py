@@ -93,7 +93,7 @@ def rcpt_to(ctx: Context) -> Result | None:
     if wait > 0:
         return Result.tempfail(f"Greylisted, please try again in {int(wait) + 1} seconds",
                                451, "4.7.1", reason="greylisted")
-    return Result.cont(**{"greylist": "pass"})
+    return Result.cont(greylist="pass")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def test_greylist_tempfails_then_passes_and_survives_a_restart(elemta_server,
         s.ehlo("client.test")
         s.mail("other@example.org")
         assert s.rcpt("bob@localhost")[0] == 451  # a new triplet is greylisted
-    assert len(srv.wait_delivered("bob@localhost", 2)) == 2
+    # at least: a restart right after a delivery may redeliver (the queue is at-least-once)
+    assert len(srv.wait_delivered("bob@localhost", 2)) >= 2
 
 
 def test_allowdeny_rules_reload_when_the_file_changes(elemta_server, tmp_path: Path) -> None:

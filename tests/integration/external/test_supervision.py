@@ -130,7 +130,7 @@ def test_crash_loop_ends_disabled_with_the_last_error(elemta_server, plugin_entr
     row = plugin_rows(srv)["behave"]
     assert row["restarts"] == 2 and row["pid"] is None
     assert "crash loop: 3 failures" in row["last_error"] and "exited with code 3" in row["last_error"]
-    code, text, took = rcpt(srv.port, "bob@localhost")
+    code, _, took = rcpt(srv.port, "bob@localhost")
     assert code == 451 and took < 0.5  # failure policy at once, no waiting
     table = srv.cli("plugin", "list").stdout
     assert "disabled" in table

@@ -21,8 +21,8 @@ def test_go_plugin_line_parses() -> None:
     (b"listening...\n", "stdout is not a handshake line: 'listening...'"),
     (b"\xff\xfe\n", "not UTF-8"),
     (b"x|1|unix|/s|grpc|", "is not a number"),
-    (b"1|2|unix|/s|grpc|", "hook protocol mismatch: the plugin speaks version 2, this server "
-                           "speaks version 1"),
+    (b"1|2|unix|/s|grpc|", ("hook protocol mismatch: the plugin speaks version 2, this server "
+                            "speaks version 1")),
     (b"3|1|unix|/s|grpc|", "go-plugin core protocol mismatch"),
     (b"1|1|unix|/s|netrpc|", "'netrpc' is not supported"),
     (b"1|1|unix|rel.sock|grpc|", "not an absolute path"),

@@ -17,15 +17,16 @@ import asyncio
 import inspect
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Union
+from typing import Any, cast
 
 from elemta_plugin._proto.elemta.plugin.v1 import plugin_pb2 as pb
 from elemta_plugin.constants import APP_PROTOCOL_VERSION
 from elemta_plugin.types import HOOK_NAMES, HOOKS, Context, FailurePolicy, Result
 
-Handler = Callable[[Context], Union[Result, None, Awaitable[Union[Result, None]]]]
-ConfigureFn = Callable[[dict[str, Any]], Union[None, Awaitable[None]]]
+Handler = Callable[[Context], Result | None | Awaitable[Result | None]]
+ConfigureFn = Callable[[dict[str, Any]], None | Awaitable[None]]
 
 log = logging.getLogger("elemta_plugin")
 
@@ -91,8 +92,8 @@ class Plugin:
         return pb.DescribeResponse(
             name=self.name, version=self.version, description=self.description,
             protocol_version=APP_PROTOCOL_VERSION, priority=self.priority,
-            failure_policy=int(self.failure_policy), streaming=self.streaming,
-            hooks=[pb.HookRegistration(hook=h, priority=r.priority)
+            failure_policy=cast(Any, int(self.failure_policy)), streaming=self.streaming,
+            hooks=[pb.HookRegistration(hook=cast(Any, h), priority=r.priority)
                    for h, r in sorted(self.handlers.items())],
         )
 
@@ -123,7 +124,7 @@ class Plugin:
             return None
         try:
             r = reg.fn(Context(reg.hook, req.context))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any handler failure is an error reply
             return self._failed(req, reg, e)
         return self._answer(req, r)  # type: ignore[arg-type]
 
@@ -139,9 +140,9 @@ class Plugin:
                 r = await asyncio.get_running_loop().run_in_executor(None, reg.fn, ctx)
             else:
                 r = reg.fn(ctx)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any handler failure is an error reply
             return self._failed(req, reg, e)
-        return self._answer(req, r)  # type: ignore[arg-type]
+        return self._answer(req, r)
 
     @staticmethod
     def _answer(req: pb.HookRequest, r: Result | None) -> pb.HookResponse:

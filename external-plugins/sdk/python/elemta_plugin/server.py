@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 import tempfile
-from typing import AsyncIterator, TextIO
+from collections.abc import AsyncIterator
+from typing import TextIO
 
 import grpc
 
@@ -156,9 +157,13 @@ async def run(plugin: Plugin, handshake: TextIO) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    plugin_pb2_grpc.add_PluginServicer_to_server(PluginServicer(plugin), server)
-    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), server)
-    grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerServicer(stop), server)
+    # (the generated registration functions are untyped)
+    plugin_pb2_grpc.add_PluginServicer_to_server(  # type: ignore[no-untyped-call]
+        PluginServicer(plugin), server)
+    health_pb2_grpc.add_HealthServicer_to_server(  # type: ignore[no-untyped-call]
+        HealthServicer(), server)
+    grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(  # type: ignore[no-untyped-call]
+        ControllerServicer(stop), server)
     path = socket_path()
     server.add_insecure_port(f"unix:{path}")
     await server.start()

@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import SMTP
-from typing import Any, Mapping
+from typing import Any, cast
 
 from elemta_plugin._proto.elemta.plugin.v1 import plugin_pb2 as pb
 
@@ -108,8 +109,10 @@ class Result:
 
     def to_proto(self) -> pb.Result:
         return pb.Result(
-            action=int(self.action), code=self.code, enhanced=self.enhanced, text=self.text,
-            headers=[pb.HeaderChange(op=int(h.op), name=h.name, value=h.value, index=h.index)
+            action=cast(Any, int(self.action)), code=self.code, enhanced=self.enhanced,
+            text=self.text,
+            headers=[pb.HeaderChange(op=cast(Any, int(h.op)), name=h.name, value=h.value,
+                                     index=h.index)
                      for h in self.headers],
             tags=self.tags, reason=self.reason,
         )
@@ -118,7 +121,7 @@ class Result:
 class Message:
     """The received message: raw bytes plus lazily parsed headers."""
 
-    __slots__ = ("raw", "_headers")
+    __slots__ = ("_headers", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
@@ -151,7 +154,7 @@ class Message:
 class Context:
     """A read-only view of the server's hook context (``elemta.plugin.v1.Context``)."""
 
-    __slots__ = ("hook", "_pb", "_message")
+    __slots__ = ("_message", "_pb", "hook")
 
     def __init__(self, hook: str, ctx: pb.Context) -> None:
         self.hook = hook
@@ -185,7 +188,7 @@ class Context:
 
     @property
     def tags(self) -> Mapping[str, str]:
-        return self._pb.tags
+        return cast(Mapping[str, str], self._pb.tags)
 
     @property
     def message(self) -> Message | None:

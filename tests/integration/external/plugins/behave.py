@@ -30,7 +30,7 @@ async def rcpt_to(ctx: Context) -> Result | None:
     if local == "hang":
         await asyncio.sleep(3600)
     if local == "block":
-        time.sleep(5)
+        time.sleep(5)  # noqa: ASYNC251 - blocking the loop is the point
     if local == "reject":
         return Result.reject("no thanks", 550, "5.7.1").tag(behave="rejected")
     return Result.cont(behave="ok")

@@ -8,7 +8,6 @@ import os
 import sys
 
 import grpc
-
 from elemta_plugin._proto.elemta.plugin.v1 import plugin_pb2 as pb
 from elemta_plugin._proto.elemta.plugin.v1 import plugin_pb2_grpc
 from elemta_plugin._proto.grpc_health.v1 import health_pb2, health_pb2_grpc
