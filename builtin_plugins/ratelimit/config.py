@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+MAX_PERIOD = 366 * 86400.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -51,9 +53,17 @@ def parse_duration(key: str, value: float | str) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     else:
         seconds = float(value)
-    if seconds <= 0:
-        raise ConfigError(key, f"must be > 0, got {value!r}", "give a positive duration")
+    if not 0 < seconds <= MAX_PERIOD:
+        raise ConfigError(key, f"{value!r} is out of range",
+                          "give a positive duration of at most a year (366d)")
     return seconds
+
+
+def check_seconds(key: str, value: float, low: float, high: float) -> None:
+    """A finite number of seconds in ``[low, high]`` (TOML can spell nan and inf)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(key, f"{value!r} is out of range",
+                          f"use a number of seconds from {low:g} to {high:g}")
 
 
 class Backend(str, enum.Enum):
@@ -192,9 +202,11 @@ class RateLimitConfig:
         if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
             raise ConfigError("redis_tls_cert" if not self.redis_tls_cert else "redis_tls_key",
                               "is missing", "set both redis_tls_cert and redis_tls_key, or neither")
-        check_positive("timeout_ms", self.timeout_ms)
-        check_positive("retry_interval", self.retry_interval, allow_zero=True)
-        check_positive("lease_ttl", self.lease_ttl)
+        if not 1 <= self.timeout_ms <= 60_000:
+            raise ConfigError("timeout_ms", f"{self.timeout_ms} is out of range",
+                              "use 1 to 60000 milliseconds (a check waits this long at most)")
+        check_seconds("retry_interval", self.retry_interval, 0.0, 3600.0)
+        check_seconds("lease_ttl", self.lease_ttl, 0.1, 86400.0)
         if not re.match(r"^[A-Za-z0-9:_.-]{1,64}$", self.key_prefix):
             raise ConfigError("key_prefix", f"{self.key_prefix!r} is not a usable key prefix",
                               "use letters, digits, ':', '_', '.' or '-' (max 64)")

@@ -36,6 +36,9 @@ from builtin_plugins.ratelimit.scripts import ALL, CHECK, INSPECT, REFRESH, Scri
 
 T = TypeVar("T")
 
+#: ``show`` and ``reset`` may walk many keys: they are not on an SMTP session's path.
+ADMIN_TIMEOUT = 10.0
+
 
 def client_from_config(cfg: RateLimitConfig) -> Redis:
     """A client for ``redis_url`` with the section's credentials, TLS and timeouts."""
@@ -94,22 +97,23 @@ class RedisBackend:
             if sha != script.sha:
                 raise BackendError(f"server hashed script {script.name} as {sha}")
 
-    async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _bounded(self, call: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """``call()`` within ``timeout``; store trouble becomes :class:`BackendError`.
 
         After a server restart every idle pooled connection is dead and would fail once
         each: on a connection error the idle ones are dropped and the call made once more on
         a fresh connection. Anything longer is an outage, for the plugin's policy.
         """
+        limit = timeout or self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(limit):
                 try:
                     return await call()
                 except RedisConnectionError:
                     await self.client.connection_pool.disconnect(inuse_connections=False)
                     return await call()
         except TimeoutError:
-            raise BackendError(f"no answer within {self.timeout * 1000:.0f} ms") from None
+            raise BackendError(f"no answer within {limit * 1000:.0f} ms") from None
         except (RedisError, OSError) as e:
             raise BackendError(f"{type(e).__name__}: {e}") from None
 
@@ -185,7 +189,7 @@ class RedisBackend:
             return {}
         calls: list[tuple[Script, list[str], list[Any]]] = [
             (INSPECT, [keys[i] for i in idx], []) for idx in groups]
-        results = await self._bounded(lambda: self._evalsha(calls))
+        results = await self._bounded(lambda: self._evalsha(calls), ADMIN_TIMEOUT)
         out: dict[str, KeyState] = {}
         for idx, res in zip(groups, results):
             now = float(res[0])
@@ -208,7 +212,7 @@ class RedisBackend:
                     break
             return sorted(found)
 
-        return await self._bounded(go)
+        return await self._bounded(go, ADMIN_TIMEOUT)
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -220,7 +224,7 @@ class RedisBackend:
                 pipe.delete(k)
             return sum(int(n) for n in await pipe.execute())
 
-        return await self._bounded(go)
+        return await self._bounded(go, ADMIN_TIMEOUT)
 
     async def ping(self) -> None:
         await self._bounded(self.client.ping)

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import math
+import string
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builtin_plugins.ratelimit.config import Count, Per, RateLimitConfig, parse_duration
+from builtin_plugins.ratelimit.rules import Policy
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.loader import parse_config
 
@@ -64,5 +69,36 @@ def test_bad_values_name_key_and_fix(body: dict[str, Any], key: str, words: str)
 def test_durations() -> None:
     assert parse_duration("k", "90s") == 90 and parse_duration("k", "2d") == 172800
     assert parse_duration("k", 1.5) == 1.5
-    with pytest.raises(ConfigError):
-        parse_duration("k", 0)
+    for bad in (0, -1, float("nan"), float("inf"), "400d"):
+        with pytest.raises(ConfigError):
+            parse_duration("k", bad)
+
+
+keys_ = st.sampled_from(sorted({*RateLimitConfig.__dataclass_fields__, "network", "name",
+                                 "per", "count", "limit", "period", "limits", "bogus"}))
+scalars = (st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True)
+           | st.text(string.printable, max_size=20)
+           | st.sampled_from(["1h", "redis", "sender", "bytes", "10.0.0.0/8", "tempfail"]))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(keys_, inner, max_size=5), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys_, values, max_size=8))
+def test_any_table_loads_or_explains(table: dict[str, Any]) -> None:
+    try:
+        cfg = load(table)
+    except ConfigError as e:
+        assert e.key.startswith("rate_limiter") and e.problem
+    else:
+        assert all(math.isfinite(r.seconds) for r in cfg.rules)
+        Policy(cfg).client("203.0.113.1")
+
+
+@pytest.mark.parametrize("body", [{"lease_ttl": float("nan")}, {"retry_interval": float("inf")},
+                                  {"timeout_ms": 0},
+                                  {"rules": [{"name": "x", "per": "ip", "count": "bytes",
+                                              "limit": 1, "period": float("inf")}]}])
+def test_non_finite_and_out_of_range_numbers_are_refused(body: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="out of range"):
+        load(body)
