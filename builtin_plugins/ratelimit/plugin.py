@@ -37,6 +37,7 @@ from elemta_core.plugins.api import HookFn, Plugin, PluginServices
 #: ``ctx.extra`` keys this plugin keeps per session.
 LEASE = "ratelimit.lease"
 EXEMPT = "ratelimit.exempt"
+GONE = "ratelimit.gone"
 
 #: A concurrent-connection slot frees when some session ends: there is no exact time to give.
 CONNECTIONS_RETRY_HINT = 30
@@ -137,12 +138,18 @@ class RateLimitPlugin(Plugin):
         charged, result = await self._check(HookPoint.CONNECT, ctx, client, charges, lease)
         if charged and lease is not None:
             held = Lease(lease.key, lease.member)
+            if ctx.extra.get(GONE):
+                # The client left while the check was in flight: its disconnect hook has run
+                # already and found nothing to give back, so give the slot back now.
+                await self._rt.keeper.release(held)
+                return result
             ctx.extra[LEASE] = held
             self._rt.keeper.add(held)
             self.metrics.leases.inc()
         return result
 
     async def on_disconnect(self, ctx: HookContext) -> HookResult:
+        ctx.extra[GONE] = True
         held = ctx.extra.pop(LEASE, None)
         if isinstance(held, Lease) and self.runtime is not None:
             self.metrics.leases.dec()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,33 @@ async def test_reload_shares_counters_and_leases() -> None:
         assert await second.on_connect(HookContext("u", "203.0.113.8")) is CONTINUE
     finally:
         await second.stop()
+
+
+async def test_client_gone_while_the_check_was_in_flight_frees_its_slot() -> None:
+    plugin, _ = await started(max_connections_per_ip=1, connection_rate_per_minute=0)
+    assert plugin.runtime is not None
+    real = plugin.runtime.backend
+    gate = asyncio.Event()
+
+    class Slow:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        async def check(self, charges: Sequence[Charge],
+                        lease: LeaseRequest | None = None) -> Verdict:
+            await gate.wait()
+            return await real.check(charges, lease)
+
+    plugin.runtime.backend = Slow()  # type: ignore[assignment]
+    try:
+        ctx = HookContext("s", "203.0.113.7")
+        pending = asyncio.create_task(plugin.on_connect(ctx))
+        await asyncio.sleep(0)
+        await plugin.on_disconnect(ctx)  # the session ended before the check answered
+        gate.set()
+        await pending
+        assert LEASE not in ctx.extra and not plugin.runtime.keeper.live
+        assert await plugin.on_connect(HookContext("t", "203.0.113.7")) is CONTINUE
+    finally:
+        plugin.runtime.backend = real
+        await plugin.stop()
