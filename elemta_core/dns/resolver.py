@@ -32,7 +32,8 @@ _SUPPORTED = frozenset({"A", "AAAA", "MX", "TXT", "PTR", "CNAME", "NS", "SPF"})
 class Resolver:
     """``await resolver.query(name, "TXT")`` → :class:`DnsAnswer`; never raises for DNS trouble."""
 
-    def __init__(self, config: DnsConfig | None = None) -> None:
+    def __init__(self, config: DnsConfig | None = None,
+                 resolv_conf: str = "/etc/resolv.conf") -> None:
         self.config = config or DnsConfig()
         r = dns.asyncresolver.Resolver(configure=False)
         servers = self.config.servers()
@@ -40,8 +41,8 @@ class Resolver:
             r.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
         else:
             try:
-                r.read_resolv_conf("/etc/resolv.conf")
-            except (dns.resolver.NoResolverConfiguration, OSError) as e:
+                r.read_resolv_conf(resolv_conf)
+            except (dns.resolver.NoResolverConfiguration, OSError, ValueError) as e:
                 log.warning("no usable system resolver (%s); DNS checks will report temperror",
                             e)
                 r.nameservers = [FALLBACK_NAMESERVER]

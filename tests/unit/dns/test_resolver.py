@@ -113,6 +113,20 @@ def test_system_resolver_is_the_default() -> None:
     assert r.nameservers  # /etc/resolv.conf, or the fallback: never empty, never a crash
 
 
+@pytest.mark.parametrize("content", [None, "", "# nothing\nsearch example.org\n",
+                                     "nameserver not-an-address\n"])
+async def test_unusable_system_config_is_not_fatal(tmp_path, content: str | None) -> None:
+    conf = tmp_path / "resolv.conf"
+    if content is not None:
+        conf.write_text(content)
+    r = Resolver(DnsConfig(timeout=0.2, lifetime=0.4), resolv_conf=str(conf))
+    assert r.nameservers
+    t0 = time.monotonic()
+    ans = await r.query("example.org", "TXT")
+    assert ans.status in (DnsStatus.TEMPFAIL, DnsStatus.NXDOMAIN, DnsStatus.OK)
+    assert time.monotonic() - t0 < 2.0
+
+
 def test_unsupported_type_is_a_programming_error(zone: ZoneServer) -> None:
     with pytest.raises(ValueError):
         asyncio.run(resolver(zone).query("example.org", "AXFR"))
