@@ -63,7 +63,7 @@ async def scanner_ceilings(rspamd: RspamdServer, clamd: ClamdServer, messages: i
                            sessions: int, data: bytes) -> dict[str, float]:
     """msg/s of each daemon alone, through the plugins' own clients: the ceilings."""
     spam = RspamdClient(rspamd.url)
-    env = RspamdEnvelope("192.0.2.1", "bench.example.org", "alice@example.org",
+    env = RspamdEnvelope("127.0.0.1", "bench.example.org", "alice@example.org",
                          ("bob@localhost",), "BENCH", None, "mx.test")
     virus = ClamdClient(ClamdAddress.parse(clamd.address))
     per = max(1, messages // sessions)
