@@ -9,10 +9,12 @@ import signal
 import smtplib
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.integration.external.conftest import kill_quietly, pids_alive, wait_until
+from tests.support.ports import free_port
 from tests.support.server import ServerProcess
 
 
@@ -35,9 +37,11 @@ def test_sigkill_under_load_gets_failure_policy_and_restarts_fast(elemta_server,
     entry = plugin_entry("behave.py", "behave", hooks_timeout_ms=2000)
     # Refused recipients are counted per session: let the load sessions take all of the
     # gap's 451s, and send as many commands as they like.
+    metrics_port = free_port()
     srv: ServerProcess = elemta_server(plugins={"external": [entry]},
                                        server={"max_bad_recipients": 0,
-                                               "max_commands": 1000000})
+                                               "max_commands": 1000000},
+                                       metrics={"listen": f"127.0.0.1:{metrics_port}"})
     before = plugin_rows(srv)["behave"]
     assert before["state"] == "ready" and before["restarts"] == 0
     results: list[tuple[float, int, float]] = []  # (when, code, seconds)
@@ -86,6 +90,18 @@ def test_sigkill_under_load_gets_failure_policy_and_restarts_fast(elemta_server,
     assert after["state"] == "ready" and after["restarts"] == 1
     assert after["pid"] != before["pid"] and "exited with code -9" in after["last_error"]
     assert not pids_alive([before["pid"]])
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        assert 'elemta_plugin_restarts_total{plugin="behave"} 1.0' in r.read().decode()
+
+
+def test_reload_replaces_plugin_processes(elemta_server, plugin_entry) -> None:
+    srv: ServerProcess = elemta_server(plugins={"external": [plugin_entry("behave.py", "behave")]})
+    old = plugin_rows(srv)["behave"]["pid"]
+    srv.cli("reload")
+    row = plugin_rows(srv)["behave"]
+    assert row["state"] == "ready" and row["pid"] != old
+    assert wait_until(lambda: not pids_alive([old]), 5)
+    assert rcpt(srv.port, "reject@localhost")[0] == 550
 
 
 def test_hanging_plugin_hits_its_timeout_and_sessions_go_on(elemta_server, plugin_entry) -> None:
