@@ -149,6 +149,7 @@ class RateLimitConfig:
     connection_rate_per_minute: int = 60
     #: IPv6 clients are counted per prefix of this length: one host may own a whole /64.
     ipv6_prefix_length: int = 64
+    #: Never limited; by default the local host (its own tools and health checks).
     allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     deny: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)

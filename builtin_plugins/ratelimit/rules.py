@@ -7,6 +7,7 @@ is cached per address, so a check costs dictionary lookups, not network arithmet
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 from collections.abc import Iterable
@@ -36,6 +37,9 @@ class Client:
     max_connections: int  # 0: no limit
     connection_rate: int  # per minute; 0: no limit
     limits: tuple[int, ...]  # per rule, in config order; 0: no limit
+    #: The connect check, built once per client rather than once per connection.
+    rate_charge: Charge | None = None
+    lease_key: str = ""
 
 
 def _parse(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -78,7 +82,15 @@ class Policy:
         if c is None:
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            c = self._cache[ip] = self._classify(ip)
+            c = self._classify(ip)
+            if c.standing is Standing.LIMITED:
+                c = dataclasses.replace(
+                    c, lease_key=self.lease_key(c.address),
+                    rate_charge=Charge.per_period(
+                        keys.key(self.prefix, "ip", c.address, keys.CONNECTION_RATE),
+                        "connection_rate", c.connection_rate, 60.0)
+                    if c.connection_rate else None)
+            self._cache[ip] = c
         return c
 
     def _classify(self, ip: str) -> Client:
@@ -107,15 +119,11 @@ class Policy:
     # -- what each hook charges --------------------------------------------------------------
 
     def connect(self, client: Client, member: str) -> tuple[list[Charge], LeaseRequest | None]:
-        charges: list[Charge] = []
-        if client.connection_rate:
-            charges.append(Charge.per_period(
-                keys.key(self.prefix, "ip", client.address, keys.CONNECTION_RATE),
-                "connection_rate", client.connection_rate, 60.0))
+        charges = [client.rate_charge] if client.rate_charge is not None else []
         lease = None
         if client.max_connections:
-            lease = LeaseRequest(self.lease_key(client.address), member,
-                                 client.max_connections, self.lease_ttl_ms)
+            lease = LeaseRequest(client.lease_key, member, client.max_connections,
+                                 self.lease_ttl_ms)
         return charges, lease
 
     def lease_key(self, address: str) -> str:

@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.bench.bench_ratelimit [--checks 20000] [--messages 400]
                                                      [--sessions 8] [--rounds 3]
 
-Part 1 times the backends alone: a connect check (connection rate + a concurrent-connection
+Part 1 times the plugin's connect and disconnect hooks on the memory backend, then the
+backends alone: a connect check (connection rate + a concurrent-connection
 lease, one atomic step) plus its release (what every connection costs: two calls, so two round
 trips on Redis), against the in-process store and against a real
 ``redis-server`` on loopback (sequential: one round trip each; and 64 in flight).
@@ -29,7 +30,10 @@ from builtin_plugins.ratelimit.backend import LeaseRequest
 from builtin_plugins.ratelimit.config import Backend, RateLimitConfig
 from builtin_plugins.ratelimit.gcra import Charge
 from builtin_plugins.ratelimit.memory import MemoryBackend
+from builtin_plugins.ratelimit.plugin import RateLimitPlugin
 from builtin_plugins.ratelimit.redis_backend import RedisBackend
+from elemta_core.hooks.context import HookContext
+from elemta_core.plugins.api import PluginServices
 from tests.integration.ratelimit.clients import send
 from tests.support.redis_server import RedisServer, start_server
 from tests.support.server import ServerProcess, base_config
@@ -51,6 +55,18 @@ async def per_check(n: int, redis: RedisServer) -> dict[str, float]:
         mem.check_now(charges, lease)
         await mem.release(lease.key, lease.member)
     mem_us = (time.perf_counter() - t0) / n * 1e6
+
+    plugin = RateLimitPlugin(RateLimitConfig(allow=[], max_connections_per_ip=HIGH,
+                                             connection_rate_per_minute=HIGH),
+                             PluginServices(hostname="bench", state_dir=Path(".")))
+    await plugin.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        ctx = HookContext(f"s{i}", f"198.51.100.{i % 200}")
+        await plugin.on_connect(ctx)
+        await plugin.on_disconnect(ctx)
+    hooks_us = (time.perf_counter() - t0) / n * 1e6
+    await plugin.stop()
 
     cfg = RateLimitConfig(backend=Backend.REDIS, redis_url=redis.url, timeout_ms=5000)
     rb = RedisBackend.from_config(cfg)
@@ -80,6 +96,7 @@ async def per_check(n: int, redis: RedisServer) -> dict[str, float]:
     await rb.close()
     return {
         "memory_us_per_check_and_release": round(mem_us, 2),
+        "memory_us_per_connect_and_disconnect_hooks": round(hooks_us, 2),
         "redis_us_per_check_and_release_sequential": round(redis_seq_us, 1),
         "redis_us_per_check_and_release_64_in_flight": round(redis_par_us, 1),
         "redis_over_memory_sequential": round(redis_seq_us / mem_us, 1),
