@@ -215,7 +215,8 @@ def user_add(users_file: str, username: str, password: str) -> None:
 #: Command modules owned by other parts of the system; each exposes ``commands`` (a list of
 #: click commands or groups) and is loaded when present.
 COMMAND_MODULES = (
-    "elemta_core.cli.external",    # plugin test / info / new
+    "elemta_core.cli.external",    # plugin test / info / pin
+    "elemta_core.cli.scaffold",    # plugin new
     "elemta_core.cli.auth",        # auth spf / verify, dkim keygen
     "elemta_core.cli.ratelimit",   # ratelimit show / reset
     "elemta_core.cli.quarantine",  # quarantine list / show / release / delete
