@@ -24,7 +24,7 @@ import click
 
 from elemta_core.config.errors import ConfigError
 from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import HookPoint, HookResult, smtp_reply
+from elemta_core.hooks.types import Action, HookPoint, HookResult, smtp_reply
 
 config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                              default=None, help="TOML config file (default: embedded defaults)")
@@ -87,7 +87,7 @@ def build_context(hook: HookPoint, peer_ip: str, helo: str | None, mail_from: st
 def result_json(r: HookResult) -> dict[str, Any]:
     return {
         "action": r.action.name.lower(), "code": r.code, "enhanced": r.enhanced, "text": r.text,
-        "reply": smtp_reply(r) if r.action.name != "CONTINUE" else None,
+        "reply": smtp_reply(r) if r.action is not Action.CONTINUE else None,
         "headers": [{"op": h.op.value, "name": h.name, "value": h.value, "index": h.index}
                     for h in r.headers],
         "tags": dict(r.tags), "reason": r.reason,
@@ -150,6 +150,10 @@ def plugin_test(name: str, hook_name: str, message_file: str | None, mail_from: 
                     t0 = time.perf_counter()
                     r = await pipe.run(hook, ctx)
                     times.append(time.perf_counter() - t0)
+                    if r.action is Action.CONTINUE:  # the pipeline merged them into ctx
+                        r = HookResult(headers=tuple(ctx.header_changes),
+                                       tags={k: v for k, v in ctx.tags.items()
+                                             if tags.get(k) != v})
                 return r, h.info(), times
             finally:
                 await h.stop()

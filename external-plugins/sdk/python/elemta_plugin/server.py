@@ -156,7 +156,9 @@ async def run(plugin: Plugin, handshake: TextIO) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    # Whole messages travel on the message hook: lift gRPC's 4 MiB default.
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", -1),
+                                      ("grpc.max_send_message_length", -1)])
     # (the generated registration functions are untyped)
     plugin_pb2_grpc.add_PluginServicer_to_server(  # type: ignore[no-untyped-call]
         PluginServicer(plugin), server)
