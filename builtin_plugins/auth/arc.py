@@ -78,7 +78,7 @@ def verify_arc(message: bytes, sync: SyncResolver | Any, max_instances: int = 50
     if top == 0:
         return ArcCheck(ArcResult.NONE)
     if top > max_instances:
-        return ArcCheck(ArcResult.FAIL, top, f"i={top} exceeds the limit of {max_instances}")
+        return ArcCheck(ArcResult.FAIL, top, f"over the limit of {max_instances} instances")
     try:
         cv, sets, comment = a.verify(dnsfunc=lookup)
     except DnsTemporaryError as e:

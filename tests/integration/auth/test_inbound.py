@@ -135,3 +135,27 @@ def test_no_dns_still_starts_and_accepts(elemta_server) -> None:
     plugins = srv.cli("plugin", "list", "--json").stdout
     for name in ("spf", "dkim", "dmarc"):
         assert f'"name": "{name}"' in plugins
+
+
+def test_hostile_auth_headers_neither_crash_nor_hang(elemta_server, zone: ZoneServer) -> None:
+    import time
+
+    setup_zone(zone)
+    zone.silent.add("slow._domainkey.example.org")
+    srv = server(elemta_server, zone)
+    junk = "".join(
+        ["DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=slow; h=from; bh=AA==; b=AA==\r\n"]
+        + [f"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s{i}; h=from; bh=AA==; b=AA==\r\n"
+           for i in range(40)]
+        + ["DKIM-Signature: \x01\x02 garbage ;;; ===\r\n",
+           "ARC-Seal: i=999999999999; cv=pass\r\n", "ARC-Seal: i=1; i=2\r\n",
+           "Authentication-Results: mx.test (" + "(" * 500 + "\r\n",
+           "From: a@example.org, b@example.net\r\n"])
+    t0 = time.monotonic()
+    send(srv, "alice@example.org", message("alice@example.org", extra=junk))
+    assert time.monotonic() - t0 < 20
+    data = delivered(srv).replace(b"\r\n ", b" ")
+    ar = next(ln for ln in data.split(b"\r\n") if ln.startswith(b"Authentication-Results: mx.test;"))
+    assert b"dkim=temperror" in ar and b"dkim=permerror" in ar  # the silent key: a timeout
+    assert b"dmarc=permerror" in ar and b"arc=fail" in ar
+    assert ar.count(b"dkim=") == 10  # dkim_max_signatures bounds the work
