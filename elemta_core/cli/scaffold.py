@@ -101,9 +101,9 @@ def write_skeleton(name: str, lang: Lang, target: Path, proto_dir: Path = DEFAUL
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ScaffoldError(f"{target} already exists and is not an empty directory; choose "
                             "another --dir or name")
-    for rel in lang.value.protos:
-        if not (proto_dir / rel).is_file():
-            raise ScaffoldError(f"{proto_dir / rel} not found: pass --proto-dir, the proto/ "
+    for proto in lang.value.protos:
+        if not (proto_dir / proto).is_file():
+            raise ScaffoldError(f"{proto_dir / proto} not found: pass --proto-dir, the proto/ "
                                 "directory of the Elemta source")
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)
@@ -125,16 +125,21 @@ def write_skeleton(name: str, lang: Lang, target: Path, proto_dir: Path = DEFAUL
         _write(dest, (proto_dir / rel_proto).read_bytes())
         written.append(dest)
     for dest, text in pinned_later:
-        def digest(m: re.Match[str]) -> str:
-            pinned = target / m.group(1)
-            if not pinned.is_file():
-                raise ScaffoldError(f"template {dest.name} pins {m.group(1)}, which the "
-                                    "skeleton does not have")
-            return hashlib.sha256(pinned.read_bytes()).hexdigest()
-
-        _write(dest, _SHA256_TOKEN.sub(digest, text).encode("utf-8"))
+        _write(dest, _fill_digests(text, target, dest.name).encode("utf-8"))
         written.append(dest)
     return written
+
+
+def _fill_digests(text: str, root: Path, template: str) -> str:
+    """Replace each ``{{sha256:FILE}}`` with the digest of ``root/FILE``."""
+    def digest(m: re.Match[str]) -> str:
+        pinned = root / m.group(1)
+        if not pinned.is_file():
+            raise ScaffoldError(f"template {template} pins {m.group(1)}, which the skeleton "
+                                "does not have")
+        return hashlib.sha256(pinned.read_bytes()).hexdigest()
+
+    return _SHA256_TOKEN.sub(digest, text)
 
 
 def build(lang: Lang, target: Path) -> None:
@@ -148,7 +153,7 @@ def build(lang: Lang, target: Path) -> None:
                             f"built: {lang.value.build_hint}")
     try:
         r = subprocess.run(list(argv), cwd=target, capture_output=True, text=True,
-                           timeout=BUILD_TIMEOUT_S)
+                           timeout=BUILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise ScaffoldError(f"{' '.join(argv)} did not finish within {BUILD_TIMEOUT_S}s") from None
     if r.returncode != 0:
@@ -186,8 +191,8 @@ def plugin_new(name: str, lang_name: str, directory: Path | None, proto_dir: Pat
     if no_build and lang.value.build:
         steps.append(f"cd {target} && {' '.join(lang.value.build)}")
     steps += [f"cd {target} && {lang.value.test}",
-              f"elemta plugin test {target / 'catalog.toml'} --hook mail_from "
-              "--mail-from someone@blocked.example",
+              (f"elemta plugin test {target / 'catalog.toml'} --hook mail_from "
+               "--mail-from someone@blocked.example"),
               f'enable it: [plugins] include = ["{target / "catalog.toml"}"]',
               f"after each edit: elemta plugin pin {target / 'catalog.toml'}"
               + (" (Go: ./build.sh pins)" if lang is Lang.GO else "")]

@@ -13,8 +13,9 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def run_step(argv: list[str], cwd: Path, what: str, timeout: float = BUILD_TIMEO
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one build step; its output is the failure message when it fails."""
     r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+                       env={**os.environ, **(env or {})}, check=False)
     if r.returncode != 0:
         pytest.fail(f"{what} failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n"
                     f"{r.stderr[-3000:]}", pytrace=False)

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.integration.langs.conftest import plugin_row, wait_for
+from tests.integration.langs.conftest import plugin_row
 from tests.support.server import ServerProcess, to_toml
 
 MSG = b"From: a@partner.example\r\nTo: bob@localhost\r\nSubject: hi\r\n\r\nHello\r\n"
