@@ -219,9 +219,6 @@ def plugin_info(name: str, as_json: bool, config_path: str | None) -> None:
         click.echo(f"{key:16} {info.get(key)}")
 
 
-_PIN = re.compile(r'("(?P<path>[^"]+)"\s*=\s*")(?P<digest>[0-9a-fA-F]*)(")')
-
-
 def pin_catalog(path: Path) -> list[str]:
     """Rewrite the sha256 digests of a catalog file in place; returns the changed paths."""
     from elemta_core.external.catalog import read_catalog
@@ -234,7 +231,7 @@ def pin_catalog(path: Path) -> list[str]:
         for rel in entry.sha256:
             digest = sha256_file(entry.resolve(rel))
             pattern = re.compile(r'("' + re.escape(rel) + r'"\s*=\s*")([0-9a-fA-F]*)(")')
-            new, n = pattern.subn(lambda m, d=digest: m.group(1) + d + m.group(3), text)
+            new, n = pattern.subn(rf"\g<1>{digest}\g<3>", text)  # a hex digest: no escapes
             if n == 0:
                 raise ConfigError(f"sha256.{rel}", "cannot find the digest to rewrite",
                                   f'write it as "{rel}" = "<hex>"', str(path))
