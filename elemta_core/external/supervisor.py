@@ -22,7 +22,7 @@ from pathlib import Path
 from elemta_core import __version__
 from elemta_core.external.catalog import CatalogEntry
 from elemta_core.external.client import PluginClient
-from elemta_core.external.errors import ExternalPluginError, RefusedError
+from elemta_core.external.errors import ExternalPluginError, LaunchError, RefusedError
 from elemta_core.external.process import PluginProcess
 from elemta_core.external.proto_gen.elemta.plugin.v1 import plugin_pb2 as pb
 from elemta_core.external.security import environment, private_dir, verify
@@ -110,6 +110,10 @@ class Supervisor:
             self._set(State.REFUSED if isinstance(e, RefusedError) else State.STOPPED, str(e))
             await self._teardown(graceful=False)
             raise
+        except Exception as e:  # e.g. an OSError making its directories: never leave a child
+            self._set(State.STOPPED, f"{type(e).__name__}: {e}")
+            await self._teardown(graceful=False)
+            raise LaunchError(self.last_error) from e
         self._monitor = asyncio.create_task(self._supervise())
 
     async def _launch(self) -> None:
