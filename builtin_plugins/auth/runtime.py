@@ -44,14 +44,16 @@ class AuthRuntime:
         self._sync = SyncResolver(self.resolver, asyncio.get_running_loop())
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
+        if self._sync is None:
             await self.start()
         loop = asyncio.get_running_loop()
+        # After stop() (a reload swapped plugins mid-message) the loop's default pool
+        # finishes the stragglers; no new pool is left behind.
         return await loop.run_in_executor(self._executor, fn, *args)
 
     async def stop(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)  # queued checks still finish
             self._executor = None
         if self._owned:
             await self.resolver.close()

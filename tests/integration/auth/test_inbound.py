@@ -159,3 +159,27 @@ def test_hostile_auth_headers_neither_crash_nor_hang(elemta_server, zone: ZoneSe
     assert b"dkim=temperror" in ar and b"dkim=permerror" in ar  # the silent key: a timeout
     assert b"dmarc=permerror" in ar and b"arc=fail" in ar
     assert ar.count(b"dkim=") == 10  # dkim_max_signatures bounds the work
+
+
+def test_reload_keeps_checking_with_the_shared_resolver(elemta_server, zone: ZoneServer) -> None:
+    import signal
+    import time
+
+    setup_zone(zone)
+    srv = server(elemta_server, zone)
+    srv.config["authentication"]["dmarc_policy"] = "reject"
+    srv.write_config()
+    srv.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while "configuration reloaded" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "configuration reloaded" in srv.log()
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=20) as s:
+        s.ehlo("client.example.org")
+        code, _ = s.mail("ceo@fail.test")
+        assert code == 250
+        s.rcpt("bob@localhost")
+        code, text = s.data(message("ceo@fail.test"))
+    assert code == 550 and b"DMARC" in text  # the reloaded cap is in force
+    send(srv, "alice@example.org", signed(message("alice@example.org")))
+    assert b"dkim=pass" in delivered(srv)
