@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import signal
@@ -21,8 +22,26 @@ from elemta_core.external.errors import HandshakeError, LaunchError
 from elemta_core.external.handshake import MAX_LINE, Handshake, check_socket, parse
 from elemta_core.external.security import preexec
 
-_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
            "WARN": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+def log_level(line: str) -> tuple[int, str]:
+    """The level a stderr line asks for: a leading ``ERROR``/``WARNING``/… word, or a
+    go-plugin (hclog) JSON line's ``@level``/``@message``; INFO otherwise."""
+    if line.startswith("{") and '"@level"' in line:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            level = _LEVELS.get(str(rec.get("@level", "")).upper(), logging.INFO)
+            extra = {k: v for k, v in rec.items() if not k.startswith("@")}
+            msg = str(rec.get("@message", line))
+            return level, f"{msg} {json.dumps(extra)}" if extra else msg
+    first, _, rest = line.partition(" ")
+    word = _LEVELS.get(first.rstrip(":"))
+    return (word, rest) if word is not None and rest else (logging.INFO, line)
 
 
 class PluginProcess:
@@ -114,9 +133,8 @@ class PluginProcess:
             if not line:
                 continue
             self.stderr_tail.append(line[:300])
-            first, _, rest = line.partition(" ")
-            level = _LEVELS.get(first.rstrip(":"))
-            self.log.log(level or logging.INFO, "%s", rest if level and rest else line)
+            level, text = log_level(line)
+            self.log.log(level, "%s", text)
 
     async def _pump_stdout(self, stream: asyncio.StreamReader) -> None:
         while True:
