@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROTO_FILES := $(shell find proto -name '*.proto' 2>/dev/null)
 PROTO_STAMP := $(VENV)/.proto
 
-.PHONY: run test install proto test-deps bench lint typecheck clean checksums
+.PHONY: run test install proto proto-doc test-deps bench lint typecheck clean checksums
 
 run: install proto
 	$(VENV)/bin/elemta serve $(if $(CONFIG),-c $(CONFIG),)
@@ -34,6 +34,10 @@ proto: $(PROTO_STAMP)
 $(PROTO_STAMP): $(STAMP) $(PROTO_FILES) scripts/gen-proto.sh
 	bash scripts/gen-proto.sh $(PY)
 	touch $(PROTO_STAMP)
+
+# The plugin protocol reference, rendered from proto/ (tests/unit/docs fails while it is stale).
+proto-doc: install
+	$(PY) scripts/gen-proto-doc.py --out docs/plugin-proto-reference.md
 
 # External plugins' catalog.toml pin the sha256 of every file they run; refresh them after
 # editing a plugin (tests/unit/external/test_catalogs.py fails while they are stale).
