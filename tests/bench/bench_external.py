@@ -8,6 +8,8 @@ on three peers in the same process and run: an in-process plugin, the external p
 the hook stream, and the same plugin over unary HandleHook. Sequential calls give p50/p99;
 ``--concurrency`` calls in flight give calls/s.
 
+Then the plugin is SIGKILLed 5 times: time until the supervisor has it ready again.
+
 Part 2 drives two real ``elemta serve`` processes with Postfix's smtp-source, interleaved:
 one with no plugin, one with the external rcpt_to plugin. Prints one JSON object.
 """
@@ -99,6 +101,35 @@ async def round_trip(calls: int, concurrency: int) -> dict[str, Any]:
     return out
 
 
+async def restart_time(times: int) -> dict[str, float]:
+    """SIGKILL the plugin and time until it is ready again (the supervisor's restart)."""
+    import os
+    import signal
+
+    took = []
+    with tempfile.TemporaryDirectory() as tmp:
+        e = parse_entry({**entry_dict("auto"), "max_restarts": times + 1}, "bench",
+                        PLUGIN.parent, "")
+        h = ExternalHandle(e, PluginServices(hostname="bench", state_dir=Path(tmp)))
+        await h.start()
+        sup = h.supervisor
+        try:
+            for _ in range(times):
+                pid = sup.pid
+                assert pid is not None
+                t0 = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                while not (sup.state.value == "ready" and sup.pid not in (None, pid)):
+                    await asyncio.sleep(0.002)
+                took.append(time.perf_counter() - t0)
+                await asyncio.sleep(0.2)
+        finally:
+            await h.stop()
+    took.sort()
+    return {"median_ms": round(statistics.median(took) * 1000, 1),
+            "max_ms": round(took[-1] * 1000, 1)}
+
+
 def smtp_throughput(messages: int, sessions: int, rounds: int) -> dict[str, Any]:
     from tests.bench.bench_smtp import drive
     from tests.support.server import ServerProcess, base_config
@@ -144,6 +175,7 @@ def main() -> None:
     except ImportError:
         pass
     result: dict[str, Any] = {"round_trip": asyncio.run(round_trip(a.calls, a.concurrency))}
+    result["restart_after_sigkill"] = asyncio.run(restart_time(5))
     rt = result["round_trip"]
     result["stream_vs_in_process_p50"] = round(rt["stream"]["p50_us"] / rt["in_process"]["p50_us"])
     result["stream_vs_unary_calls_per_s"] = round(
