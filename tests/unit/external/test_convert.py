@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elemta_core.external.convert import (
     HOOK_TO_PB,
@@ -114,3 +116,31 @@ def test_malformed_results_are_call_errors(result: pb.Result, message: str) -> N
 def test_a_plugin_error_is_a_call_error() -> None:
     with pytest.raises(CallError, match="plugin error: KeyError: 'x'"):
         response_result(pb.HookResponse(id=1, error="KeyError: 'x'"))
+
+
+_text = st.text(max_size=120)
+_header = st.builds(pb.HeaderChange, op=st.integers(0, 2**31 - 1), name=_text, value=_text,
+                    index=st.integers(-(2**31), 2**31 - 1))
+_results = st.builds(
+    pb.Result, action=st.integers(0, 2**31 - 1), code=st.integers(0, 2**32 - 1),
+    enhanced=_text, text=_text, headers=st.lists(_header, max_size=3),
+    tags=st.dictionaries(_text, _text, max_size=4), reason=_text,
+)
+
+
+@given(_results)
+@settings(max_examples=300, deadline=None)
+def test_any_reply_is_a_result_or_a_call_error(result: pb.Result) -> None:
+    """Whatever a plugin sends, conversion never fails any other way, and what it accepts
+    renders as a well-formed SMTP reply."""
+    from elemta_core.hooks.types import smtp_reply
+
+    try:
+        r = result_from_pb(pb.Result.FromString(result.SerializeToString()))
+    except CallError:
+        return
+    reply = smtp_reply(r)
+    for line in reply.split("\r\n"):
+        assert line[:3].isdigit() and line[3] in " -" and "\r" not in line and "\n" not in line
+    for h in r.headers:
+        assert "\n" not in h.value and "\r" not in h.value and ":" not in h.name
