@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.integration.langs.conftest import plugin_row
+from tests.integration.langs.conftest import GO_DIR, plugin_row, run_step
 from tests.support.server import ServerProcess, to_toml
 
 MSG = b"From: a@partner.example\r\nTo: bob@localhost\r\nSubject: hi\r\n\r\nHello\r\n"
@@ -36,6 +36,13 @@ def own_catalog(tmp: Path, shipped: Path, list_text: str) -> tuple[Path, Path]:
     catalog = tmp / "catalog.toml"
     catalog.write_text(to_toml({"plugins.external": [entry]}))
     return catalog, listing
+
+
+def test_go_filter_unit_tests_pass(go_filter_catalog: Path) -> None:
+    r = run_step(["go", "test", "-count=1", "."], GO_DIR, "go_filter's go test",
+                 env={"GO111MODULE": "off",
+                      "GOPATH": f"{GO_DIR / 'build' / 'gopath'}:/usr/share/gocode"})
+    assert r.stdout.startswith("ok "), r.stdout
 
 
 def test_go_filter_judges_senders_over_smtp(elemta_server, go_filter_catalog: Path) -> None:
