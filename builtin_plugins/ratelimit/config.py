@@ -9,6 +9,7 @@ Example::
     deny = ["192.0.2.0/24"]            # always refused
     backend = "redis"                  # "memory" (default) or "redis" (Redis or Valkey)
     redis_url = "redis://127.0.0.1:6379/0"
+    redis_cluster = false              # true for a Redis Cluster (any node's URL)
     on_backend_error = "allow"         # or "tempfail"
 
     [[rate_limiter.rules]]
@@ -157,6 +158,8 @@ class RateLimitConfig:
 
     backend: Backend = Backend.MEMORY
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: A Redis Cluster: ``redis_url`` names any one node; keys of one subject share a slot.
+    redis_cluster: bool = False
     redis_username: str = ""
     redis_password: str = ""
     redis_tls: bool = False  # also implied by a rediss:// URL
@@ -200,6 +203,9 @@ class RateLimitConfig:
             raise ConfigError("redis_url", f"{self.redis_url!r} is not a Redis URL",
                               'write "redis://host:port/db", "rediss://…" for TLS or '
                               '"unix:///path/to.sock"')
+        if self.redis_cluster and self.redis_url.startswith("unix://"):
+            raise ConfigError("redis_cluster", "a cluster is reached over TCP, not a unix socket",
+                              'give one node as "redis://host:port"')
         if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
             raise ConfigError("redis_tls_cert" if not self.redis_tls_cert else "redis_tls_key",
                               "is missing", "set both redis_tls_cert and redis_tls_key, or neither")

@@ -1,8 +1,11 @@
 """The shared store: Redis or Valkey through redis-py's asyncio client.
 
-Every check is one round trip: the keys of one subject share a cluster hash tag and go to one
-``EVALSHA`` of :data:`~builtin_plugins.ratelimit.scripts.CHECK`; a check spanning subjects
-sends one ``EVALSHA`` per tag in a single pipeline. Scripts are loaded once and called by hash;
+Every check is one round trip: one ``EVALSHA`` of :data:`~builtin_plugins.ratelimit.scripts.CHECK`
+over all its keys, atomic, so concurrent nodes never admit more than a limit. Keys carry a
+cluster hash tag per subject (an address, a sender …); on a Redis Cluster a script may only
+touch one slot, so there a check spanning subjects sends one ``EVALSHA`` per subject, all at
+once: each is atomic, and a refusal by one subject may leave the others charged (an attempt
+is over-counted, never a message admitted beyond a limit). Scripts are loaded once and called by hash;
 after a server restart (``NOSCRIPT``) they are loaded again and the call repeated, which is safe
 because a missing script changed nothing. Every call is bounded by ``timeout``: past it, or on
 any connection error, :class:`BackendError` is raised and the plugin applies its policy.
@@ -15,7 +18,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -40,7 +43,7 @@ T = TypeVar("T")
 ADMIN_TIMEOUT = 10.0
 
 
-def client_from_config(cfg: RateLimitConfig) -> Redis:
+def client_from_config(cfg: RateLimitConfig) -> Redis | RedisCluster:
     """A client for ``redis_url`` with the section's credentials, TLS and timeouts."""
     timeout = cfg.timeout_ms / 1000
     kw: dict[str, Any] = {
@@ -65,6 +68,8 @@ def client_from_config(cfg: RateLimitConfig) -> Redis:
         if cfg.redis_tls_cert:
             kw["ssl_certfile"] = cfg.redis_tls_cert
             kw["ssl_keyfile"] = cfg.redis_tls_key
+    if cfg.redis_cluster:
+        return RedisCluster.from_url(url, **kw)
     return Redis.from_url(url, **kw)
 
 
@@ -79,9 +84,14 @@ def _group(keys: Sequence[str]) -> dict[str, list[int]]:
 class RedisBackend:
     name = "redis"
 
-    def __init__(self, client: Redis, timeout: float) -> None:
+    def __init__(self, client: Redis | RedisCluster, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
+        self.cluster = isinstance(client, RedisCluster)
+        # redis-py's cluster client breaks when many tasks trigger its first topology
+        # discovery at once: it is done once, under a lock, before any command.
+        self._discovered = not self.cluster
+        self._discovery = asyncio.Lock()
 
     @classmethod
     def from_config(cls, cfg: RateLimitConfig) -> RedisBackend:
@@ -107,42 +117,57 @@ class RedisBackend:
         limit = timeout or self.timeout
         try:
             async with asyncio.timeout(limit):
+                if not self._discovered:
+                    await self._discover()
                 try:
                     return await call()
                 except RedisConnectionError:
-                    await self.client.connection_pool.disconnect(inuse_connections=False)
+                    if isinstance(self.client, Redis):
+                        await self.client.connection_pool.disconnect(inuse_connections=False)
                     return await call()
         except TimeoutError:
             raise BackendError(f"no answer within {limit * 1000:.0f} ms") from None
         except (RedisError, OSError) as e:
             raise BackendError(f"{type(e).__name__}: {e}") from None
 
+    async def _discover(self) -> None:
+        async with self._discovery:
+            if not self._discovered and isinstance(self.client, RedisCluster):
+                await self.client.initialize()
+                self._discovered = True
+
     async def _evalsha(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
-        """Run scripts in one round trip (one pipeline when several); reload on NOSCRIPT."""
-        for attempt in (1, 2):
+        """Run scripts in one round trip; those the server lost (``NOSCRIPT``) run once more.
+
+        A missing script changed nothing, so running it again cannot double-charge.
+        """
+        results = await self._run(calls)
+        missing = [i for i, r in enumerate(results) if _noscript(r)]
+        if missing:
+            await self.load_scripts()
+            for i, r in zip(missing, await self._run([calls[i] for i in missing])):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    async def _run(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """Each call's reply, or its Redis error as a value."""
+        if len(calls) == 1:
+            s, keys, args = calls[0]
             try:
-                if len(calls) == 1:
-                    s, keys, args = calls[0]
-                    return [await self.client.evalsha(s.sha, len(keys), *keys, *args)]
-                pipe = self.client.pipeline(transaction=False)
-                for s, keys, args in calls:
-                    pipe.evalsha(s.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-                if any(isinstance(r, NoScriptError) for r in results):
-                    raise NoScriptError("NOSCRIPT")
-                for r in results:
-                    if isinstance(r, Exception):
-                        raise r
-                return list(results)
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.load_scripts()
+                return [await self.client.evalsha(s.sha, len(keys), *keys, *args)]
             except ResponseError as e:
-                if "NOSCRIPT" not in str(e) or attempt == 2:
-                    raise
-                await self.load_scripts()
-        raise AssertionError("unreachable")
+                return [e]
+        if self.cluster:
+            return list(await asyncio.gather(
+                *(self.client.evalsha(s.sha, len(keys), *keys, *args) for s, keys, args in calls),
+                return_exceptions=True))
+        pipe = self.client.pipeline(transaction=False)
+        for s, keys, args in calls:
+            pipe.evalsha(s.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def check(self, charges: Sequence[Charge], lease: LeaseRequest | None = None) -> Verdict:
         keys = [c.key for c in charges]
@@ -150,7 +175,10 @@ class RedisBackend:
             keys.append(lease.key)
         calls: list[tuple[Script, list[str], list[Any]]] = []
         owners: list[list[int]] = []
-        for idx in _group(keys).values():
+        # One script over every key: atomic and exact. A cluster can only run a script over
+        # one slot, so there each subject (hash tag) gets its own, all sent at once.
+        groups = list(_group(keys).values()) if self.cluster else [list(range(len(keys)))]
+        for idx in groups:
             ks: list[str] = []
             args: list[Any] = [0]
             rates = [i for i in idx if i < len(charges)]
@@ -231,6 +259,11 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _noscript(r: object) -> bool:
+    return isinstance(r, NoScriptError) or (
+        isinstance(r, ResponseError) and str(r).startswith("NOSCRIPT"))
 
 
 def _glob_escape(s: str) -> str:

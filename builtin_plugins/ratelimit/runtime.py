@@ -38,7 +38,7 @@ _SHARED: dict[Identity, Runtime] = {}
 def identity(cfg: RateLimitConfig) -> Identity:
     if cfg.backend is BackendKind.MEMORY:
         return (cfg.backend, cfg.lease_ttl)
-    return (cfg.backend, cfg.redis_url, cfg.redis_username, cfg.redis_password, cfg.tls,
+    return (cfg.backend, cfg.redis_url, cfg.redis_cluster, cfg.redis_username, cfg.redis_password, cfg.tls,
             cfg.redis_tls_ca, cfg.redis_tls_cert, cfg.redis_tls_key, cfg.redis_tls_verify,
             cfg.timeout_ms, cfg.lease_ttl)
 

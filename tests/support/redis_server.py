@@ -112,3 +112,34 @@ class RedisServer:
 def start_server(kind: str, workdir: Path) -> RedisServer:
     """Start ``kind`` ("redis" or "valkey") on a free loopback port."""
     return RedisServer(server_binary(kind), workdir).start()
+
+
+def start_cluster(workdir: Path, nodes: int = 3) -> list[RedisServer]:
+    """A Redis Cluster of ``nodes`` primaries (no replicas), every slot assigned."""
+    binary = server_binary("redis")
+    cli = require_binary("redis-cli")
+    servers: list[RedisServer] = []
+    try:
+        for i in range(nodes):
+            servers.append(RedisServer(binary, workdir / f"node{i}", extra_args=(
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                # The bus port defaults to port + 10000, which may not exist or be free.
+                "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000")).start())
+        subprocess.run([cli, "--cluster", "create",
+                        *(f"127.0.0.1:{s.port}" for s in servers),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while True:
+            info = subprocess.run([cli, "-p", str(servers[0].port), "cluster", "info"],
+                                  check=False, capture_output=True, text=True,
+                                  timeout=10).stdout
+            if "cluster_state:ok" in info:
+                return servers
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster never became ready: {info}")
+            time.sleep(0.1)
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from builtin_plugins.ratelimit.config import Backend, RateLimitConfig
 from builtin_plugins.ratelimit.gcra import Charge
 from builtin_plugins.ratelimit.keys import key
 from builtin_plugins.ratelimit.redis_backend import RedisBackend
-from tests.support.redis_server import RedisServer, server_binary
+from tests.support.redis_server import RedisServer, server_binary, start_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,28 @@ async def test_all_or_nothing_and_subjects_in_one_round_trip(kv_server: RedisSer
         assert await r.delete([ip, lk, sender]) == 3
     finally:
         await r.close()
+
+
+async def test_checks_spanning_subjects_stay_exact_under_concurrency(
+        kv_server: RedisServer) -> None:
+    nodes = [backend(kv_server.url), backend(kv_server.url)]
+    try:
+        stamp = time.time()
+        charges = [Charge.per_period(key("t", "sender", f"s{i}-{stamp}@x", "m"), "m", 5, 3600.0)
+                   for i in range(6)]
+        lk = key("t", "ip", f"span{stamp}", "conn")
+        verdicts = await asyncio.gather(*(
+            nodes[i % 2].check(charges, LeaseRequest(lk, f"m{i}", 100, 10_000))
+            for i in range(40)))
+        assert sum(v.allowed for v in verdicts) == 5
+        states = await nodes[0].inspect([c.key for c in charges] + [lk])
+        assert states[lk].leases == 5
+        # Every subject was charged exactly 5 times (GCRA: 5 emission intervals of 720 s).
+        assert [round(((states[c.key].tat_us or 0.0) - states[c.key].now_us) / 720e6)
+                for c in charges] == [5] * len(charges)
+    finally:
+        for n in nodes:
+            await n.close()
 
 
 async def test_scripts_reload_after_flush(kv_server: RedisServer) -> None:
@@ -190,3 +213,46 @@ async def test_tls_with_a_pinned_ca(tmp_path: Path) -> None:
         await plain.close()
     finally:
         srv.stop()
+
+
+async def test_redis_cluster_subjects_on_different_nodes(tmp_path: Path) -> None:
+    nodes = start_cluster(tmp_path)
+    try:
+        a = backend(nodes[0].url, redis_cluster=True)
+        b = backend(nodes[2].url, redis_cluster=True)
+        await a.prepare()
+        stamp = time.time()
+        # Subjects spread over the cluster's slots (and so over its three nodes).
+        subjects = [f"s{i}-{stamp}@x" for i in range(6)]
+        charges = [Charge.per_period(key("t", "sender", s, "msgs"), "msgs", 5, 3600.0)
+                   for s in subjects]
+        lk = key("t", "ip", f"c{stamp}", "conn")
+        verdicts = await asyncio.gather(*(
+            (a, b)[i % 2].check(charges, LeaseRequest(lk, f"m{i}", 100, 10_000))
+            for i in range(12)))
+        # Atomic per subject only: concurrent checks may over-count refused attempts, so
+        # between 1 and 5 pass; never more than the limit.
+        assert 1 <= sum(v.allowed for v in verdicts) <= 5
+        states = await a.inspect([c.key for c in charges] + [lk])
+        assert all(states[c.key].kind == "rate" for c in charges)
+        assert states[lk].leases >= 1
+        assert len(await b.scan("t:", 100)) >= len(charges) + 1
+        # A node that lost its scripts gets them back for the calls it refused.
+        for n in nodes:
+            await (await _plain(n)).script_flush()
+        more = [Charge.per_period(key("t", "sender", f"n{i}-{stamp}@x", "m"), "m", 1, 60.0)
+                for i in range(4)]
+        assert (await a.check(more)).allowed
+        assert not (await b.check(more[:1])).allowed
+        assert await a.delete([c.key for c in charges + more] + [lk]) == len(charges) + 5
+        await a.close()
+        await b.close()
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+async def _plain(srv: RedisServer) -> Any:
+    from redis.asyncio import Redis
+
+    return Redis.from_url(srv.url)

@@ -48,6 +48,8 @@ def test_rules_and_overrides() -> None:
     ({"backend": "redis", "redis_url": "http://x"}, "rate_limiter.redis_url", "not a Redis URL"),
     ({"allow": ["not-a-net"]}, "rate_limiter.allow", "not an IP network"),
     ({"redis_tls_cert": "/c.pem"}, "rate_limiter.redis_tls_key", "is missing"),
+    ({"backend": "redis", "redis_cluster": True, "redis_url": "unix:///run/redis.sock"},
+     "rate_limiter.redis_cluster", "not a unix socket"),
     ({"rules": [{"name": "Bad Name", "per": "ip", "count": "messages", "limit": 1}]},
      "rate_limiter.rules[0].name", "not a valid rule name"),
     ({"rules": [{"name": "x", "per": "ip", "count": "messages", "limit": 1, "period": "1 week"}]},
