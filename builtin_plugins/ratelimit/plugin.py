@@ -81,10 +81,16 @@ class RateLimitPlugin(Plugin):
         self.runtime = await runtime.acquire(self.cfg)
 
         async def show(args: dict[str, Any]) -> dict[str, Any]:
-            return await admin.show(self.policy, self._rt.backend, args)
+            try:
+                return await admin.show(self.policy, self._rt.backend, args)
+            except BackendError as e:
+                raise OSError(f"rate limit backend unavailable: {e}") from None
 
         async def reset(args: dict[str, Any]) -> dict[str, Any]:
-            return await admin.reset(self.policy, self._rt.backend, args)
+            try:
+                return await admin.reset(self.policy, self._rt.backend, args)
+            except BackendError as e:
+                raise OSError(f"rate limit backend unavailable: {e}") from None
 
         self.services.register_admin_command("ratelimit.show", show)
         self.services.register_admin_command("ratelimit.reset", reset)

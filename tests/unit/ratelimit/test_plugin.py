@@ -259,3 +259,18 @@ async def test_client_gone_while_the_check_was_in_flight_frees_its_slot() -> Non
     finally:
         plugin.runtime.backend = real
         await plugin.stop()
+
+
+async def test_admin_commands_report_an_unreachable_backend_plainly() -> None:
+    plugin, services = await started()
+    assert plugin.runtime is not None
+    real = plugin.runtime.backend
+    plugin.runtime.backend = Failing()
+    try:
+        for cmd, args in (("ratelimit.show", {"ip": "192.0.2.1"}), ("ratelimit.reset",
+                                                                    {"all": True})):
+            with pytest.raises(OSError, match="backend unavailable: connection refused"):
+                await services.admin_commands[cmd](args)
+    finally:
+        plugin.runtime.backend = real
+        await plugin.stop()
