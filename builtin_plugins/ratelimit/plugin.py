@@ -73,7 +73,16 @@ class RateLimitPlugin(Plugin):
         self._last_warning = 0.0
 
     def hooks(self) -> dict[HookPoint, HookFn]:
-        return super().hooks() if self.cfg.enabled else {}
+        """Only the hooks the config needs: with no rules, MAIL/RCPT/DATA cost nothing."""
+        if not self.cfg.enabled:
+            return {}
+        out = super().hooks()
+        for hook, needed in ((HookPoint.MAIL_FROM, self.policy.mail_rules),
+                             (HookPoint.RCPT_TO, self.policy.rcpt_rules),
+                             (HookPoint.MESSAGE, self.policy.byte_rules)):
+            if not needed:
+                del out[hook]
+        return out
 
     async def start(self) -> None:
         if not self.cfg.enabled:

@@ -208,7 +208,12 @@ async def test_admin_show_and_reset() -> None:
         await plugin.stop()
 
 
-async def test_disabled_plugin_has_no_hooks() -> None:
+async def test_hooks_follow_the_config() -> None:
+    plain = RateLimitPlugin(RateLimitConfig(), Services())
+    assert set(plain.hooks()) == {HookPoint.CONNECT, HookPoint.DISCONNECT}
+    cfg = RateLimitConfig(rules=[Rule("r", Per.AUTH_USER, Count.RECIPIENTS, 9)])
+    assert set(RateLimitPlugin(cfg, Services()).hooks()) == {
+        HookPoint.CONNECT, HookPoint.DISCONNECT, HookPoint.RCPT_TO}
     plugin = RateLimitPlugin(RateLimitConfig(enabled=False), Services())
     assert plugin.hooks() == {}
     await plugin.start()
