@@ -8,7 +8,8 @@
 const PostalMime = require('postal-mime').default || require('postal-mime');
 const { Result } = require('./elemta_plugin');
 
-const KEYS = ['block_domains', 'keywords', 'keyword_action', 'max_urls', 'add_header'];
+const KEYS = ['block_domains', 'keywords', 'keyword_action', 'max_urls', 'max_scan_bytes',
+  'add_header'];
 // Links in text and in HTML attributes; stops at whitespace, quotes and angle brackets.
 const URL_RE = /\bhttps?:\/\/[^\s"'<>()]+/gi;
 
@@ -28,6 +29,7 @@ function parseConfig(raw) {
     keywords: list('keywords').map((word) => ({ word, rx: wordRegExp(word) })),
     keywordAction: raw.keyword_action === undefined ? 'quarantine' : raw.keyword_action,
     maxUrls: raw.max_urls === undefined ? 0 : raw.max_urls,
+    maxScanBytes: raw.max_scan_bytes === undefined ? 1048576 : raw.max_scan_bytes,
     addHeader: raw.add_header === undefined ? 'X-Elemta-Node-Filter' : raw.add_header,
   };
   if (!['reject', 'quarantine'].includes(config.keywordAction)) {
@@ -35,6 +37,9 @@ function parseConfig(raw) {
   }
   if (!Number.isInteger(config.maxUrls) || config.maxUrls < 0) {
     throw new Error('max_urls must be a whole number >= 0 (0 = no limit)');
+  }
+  if (!Number.isInteger(config.maxScanBytes) || config.maxScanBytes < 0) {
+    throw new Error('max_scan_bytes must be a whole number >= 0 (0 = no limit)');
   }
   if (typeof config.addHeader !== 'string' || /[\s:]/.test(config.addHeader)) {
     throw new Error('add_header must be a header field name (or "" for none)');
@@ -71,8 +76,20 @@ async function readMessage(raw) {
   return [email.subject || '', email.text || '', email.html || ''].join('\n');
 }
 
-/** Judge one message (raw RFC 5322 bytes); returns a Result. */
+/**
+ * Judge one message (raw RFC 5322 bytes); returns a Result. Like SpamAssassin's size limit,
+ * a message over max_scan_bytes is passed unscanned (and marked so): decoding a large one
+ * costs more than its hook timeout, and bulk spam is small.
+ */
 async function judge(config, raw, version) {
+  if (config.maxScanBytes && raw.length > config.maxScanBytes) {
+    const r = Result.cont({ 'links.scanned': 'no' });
+    if (config.addHeader) {
+      r.addHeader(config.addHeader,
+        `skipped (node_filter ${version}; ${raw.length} bytes > max_scan_bytes)`);
+    }
+    return r;
+  }
   const text = await readMessage(raw);
   const hosts = linkHosts(text);
   for (const host of hosts) {

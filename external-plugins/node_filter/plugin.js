@@ -10,6 +10,7 @@
  *   keywords = ["wire transfer"]        # a word or phrase in the text: keyword_action
  *   keyword_action = "quarantine"       # or "reject"
  *   max_urls = 0                        # more distinct link hosts: 550 (0 = no limit)
+ *   max_scan_bytes = 1048576            # larger messages pass unscanned (0 = no limit)
  *   add_header = "X-Elemta-Node-Filter" # added to passing mail ("" = none)
  */
 

@@ -52,10 +52,22 @@ test('too many link hosts are refused; clean mail passes with a header and a tag
     value: 'pass (node_filter 1.2; link hosts: 1)' }]);
 });
 
+test('a message over max_scan_bytes passes unscanned, marked as such', async () => {
+  const small = parseConfig({ block_domains: ['phish.example'], max_scan_bytes: 100 });
+  const raw = mail(['Subject: x'], `https://phish.example/ ${'x'.repeat(100)}`);
+  const r = await judge(small, raw, '1');
+  assert.strictEqual(r.action, 'ACTION_CONTINUE');
+  assert.deepStrictEqual(r.tags, { 'links.scanned': 'no' });
+  assert.strictEqual(r.headers[0].value, `skipped (node_filter 1; ${raw.length} bytes > max_scan_bytes)`);
+  const unlimited = parseConfig({ block_domains: ['phish.example'], max_scan_bytes: 0 });
+  assert.strictEqual((await judge(unlimited, raw, '1')).action, 'ACTION_REJECT');
+});
+
 test('a bad config is refused with the key named', () => {
   assert.throws(() => parseConfig({ block_domain: [] }), /unknown config keys: block_domain/);
   assert.throws(() => parseConfig({ keywords: 'x' }), /keywords must be a list/);
   assert.throws(() => parseConfig({ keyword_action: 'drop' }), /keyword_action/);
   assert.throws(() => parseConfig({ max_urls: -1 }), /max_urls/);
+  assert.throws(() => parseConfig({ max_scan_bytes: 1.5 }), /max_scan_bytes/);
   assert.throws(() => parseConfig({ add_header: 'X Bad' }), /add_header/);
 });

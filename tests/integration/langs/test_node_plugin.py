@@ -48,7 +48,7 @@ def server(elemta_server, node_filter_catalog: Path) -> ServerProcess:
 
 def test_node_filter_unit_tests_pass(node_filter_catalog: Path) -> None:
     r = run_step(["node", "--test", "test/filter.test.js"], NODE_DIR, "node_filter's npm test")
-    assert "# fail 0" in r.stdout and "# pass 6" in r.stdout, r.stdout
+    assert "# fail 0" in r.stdout and "# pass 7" in r.stdout, r.stdout
 
 
 def test_node_filter_judges_bodies_over_smtp(server: ServerProcess) -> None:
@@ -74,14 +74,16 @@ def test_node_filter_judges_bodies_over_smtp(server: ServerProcess) -> None:
     assert len(server.maildir_messages("bob@localhost")) == 1
 
 
-def test_node_filter_takes_a_message_over_grpcs_default_limit(server: ServerProcess) -> None:
-    # 5 MiB of base64 text with a blocked link at the very end: the whole message must reach
-    # the plugin (gRPC's default receive limit is 4 MiB) and be judged, not fail.
+def test_node_filter_gets_a_message_over_grpcs_default_limit_whole(server: ServerProcess) -> None:
+    # 5 MiB: gRPC refuses messages over 4 MiB unless the plugin lifts its limit. The filter
+    # passes a message over max_scan_bytes unscanned and says how many bytes it got: all.
     filler = base64.b64encode(os.urandom(4_000_000)).decode()
-    body = "\n".join(filler[i:i + 76] for i in range(0, len(filler), 76))
-    data = message(body + "\nhttps://www.phish.example/x\n")
+    data = message("\n".join(filler[i:i + 76] for i in range(0, len(filler), 76)))
     assert len(data) > 5 * 1024 * 1024
-    assert send(server, data) == (550, b"5.7.1 Message contains a link to a blocked site")
+    assert send(server, data) == (250, b"")
+    [delivered] = server.wait_delivered("bob@localhost")
+    assert (f"X-Elemta-Node-Filter: skipped (node_filter 1.0.0; {len(data)} bytes > "
+            "max_scan_bytes)\r\n").encode() in delivered.read_bytes()
     assert plugin_row(server, "node_filter")["failures"] == 0
 
 
