@@ -51,7 +51,7 @@ def test_go_filter_judges_senders_over_smtp(elemta_server, go_filter_catalog: Pa
     row = plugin_row(srv, "go_filter")
     assert (row["kind"], row["state"], row["version"], row["hooks"], row["mode"]) == \
         ("external", "ready", "1.0.0", ["mail_from"], "stream")
-    assert row["failure_policy"] == "tempfail" and row["priority"] == 50
+    assert (row["failure_policy"], row["priority"], row["timeout_ms"]) == ("tempfail", 50, 500)
     with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:
         s.ehlo("client.test")
         code, text = s.mail("spammer@bad.example")
