@@ -25,6 +25,7 @@ from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import HookPoint
 from elemta_core.metrics import Metrics
+from prometheus_client import generate_latest
 from elemta_core.plugins.api import Plugin, PluginServices
 from elemta_core.plugins.manager import PluginManager, discover, plugin_sections
 from elemta_core.queue.envelope import QueueState
@@ -37,6 +38,8 @@ from elemta_core.smtp.handler import EdgePolicy, SMTPHandler
 from elemta_core.smtp.protocol import ElemtaSMTP
 from elemta_core.smtp.tls import load_or_create
 from elemta_core.smtp.users import UsersFile
+from elemta_core.workers.forward import SubmitForwarder, sweep
+from elemta_core.workers.paths import PRIMARY, worker_socket
 
 log = logging.getLogger("elemta")
 
@@ -75,8 +78,10 @@ def edge_policy(cfg: Config) -> EdgePolicy:
 
 class Daemon:
     def __init__(self, config: Config, classes: dict[str, type[Plugin]] | None = None,
-                 config_path: str | Path | None = None) -> None:
+                 config_path: str | Path | None = None, worker: int | None = None) -> None:
         self.config = config
+        self.worker = worker  # None: the only process; else the index under a supervisor
+        self.forwarder: SubmitForwarder | None = None
         self.config_path = config_path
         self.classes = classes if classes is not None else discover()
         self.metrics = Metrics()
@@ -91,6 +96,7 @@ class Daemon:
         self.resolver: Resolver | None = None
         self.started_at = 0.0
         self._stop = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
     # -- wiring ------------------------------------------------------------------------------
@@ -138,11 +144,16 @@ class Daemon:
         self._pipeline = self.manager.pipeline(self._emit)
         self.metrics.watch_pipeline(self.pipeline)
 
-        self.spool = Spool(self.state_dir / "spool", cfg.spool.sync, cfg.spool.max_batch)
+        self.spool = Spool(self.state_dir / "spool", cfg.spool.sync, cfg.spool.max_batch,
+                           "tmp" if self.worker is None else f"tmp-w{self.worker}")
         await self.spool.start()
         quarantine = Quarantine(self.state_dir / "quarantine")
         self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, self.resolver)
-        self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, self.runner,
+        submitter: Any = self.runner
+        if self.worker not in (None, PRIMARY):
+            self.forwarder = SubmitForwarder(worker_socket(self.state_dir, PRIMARY))
+            submitter = self.forwarder
+        self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, submitter,
                                    quarantine, self.metrics)
         tls = (await loop.run_in_executor(None, load_or_create, self.state_dir,
                                           cfg.server.hostname, cfg.server.tls_cert,
@@ -167,24 +178,32 @@ class Daemon:
             host, port = parse_hostport("server.listen", addr)
             srv = await loop.create_server(functools.partial(factory, proxy), host or None, port,
                                            backlog=1024, reuse_address=True,
-                                           reuse_port=s.workers > 1)
+                                           reuse_port=self.worker is not None)
             self.servers.append(srv)
             for sock in srv.sockets:
                 log.info("listening on %s", sock.getsockname()[:2])
 
         self._register_admin()
         register_queue_commands(self.admin_commands, self.runner)
-        self.admin = AdminServer(cfg.admin_socket, self.admin_commands)
+        admin_path = (cfg.admin_socket if self.worker is None
+                      else worker_socket(self.state_dir, self.worker))
+        self.admin = AdminServer(admin_path, self.admin_commands)
         await self.admin.start()
-        if cfg.metrics.listen:
+        if cfg.metrics.listen and self.worker is None:  # workers: the supervisor serves them
             mhost, mport = parse_hostport("metrics.listen", cfg.metrics.listen)
             try:
                 self.metrics.serve(mhost, mport)
             except OSError as e:
                 log.error("metrics endpoint %s unavailable: %s", cfg.metrics.listen, e)
-        await self.runner.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
+        else:
+            await self.runner.start()
+            if self.worker == PRIMARY:
+                self._sweeper = asyncio.create_task(sweep(self.spool, self.runner))
         self.started_at = time.time()
-        (self.state_dir / "elemta.pid").write_text(f"{os.getpid()}\n")
+        if self.worker is None:
+            (self.state_dir / "elemta.pid").write_text(f"{os.getpid()}\n")
         log.info("elemta %s ready (hostname %s, state %s, %d plugins)", __version__,
                  s.hostname, self.state_dir, len(self.manager.handles))
 
@@ -212,8 +231,20 @@ class Daemon:
             await self.reload()
             return {"reloaded": True}
 
+        async def metrics_text(args: dict[str, Any]) -> str:
+            return generate_latest(self.metrics.registry).decode()
+
+        async def queue_submit(args: dict[str, Any]) -> int:
+            assert self.runner is not None
+            ids = [i for i in args.get("ids", []) if isinstance(i, str) and "/" not in i]
+            for qid in ids:
+                self.runner.submit(qid)
+            return len(ids)
+
         self.admin_commands.update({"plugin.list": plugin_list, "status": status,
-                                    "config.reload": reload})
+                                    "config.reload": reload, "metrics.text": metrics_text})
+        if self.worker == PRIMARY:
+            self.admin_commands["queue.submit"] = queue_submit
         assert self.handler is not None and self.spool is not None and self.runner is not None
         register_quarantine_commands(self.admin_commands, self.handler.quarantine, self.spool,
                                      self.runner)
@@ -263,7 +294,11 @@ class Daemon:
         for srv in self.servers:
             await srv.wait_closed()
         self.servers.clear()
-        if self.runner is not None:
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.runner is not None and self.forwarder is None:
             await self.runner.stop()
         if self.spool is not None:
             await self.spool.close()
@@ -273,7 +308,8 @@ class Daemon:
             await self.resolver.close()
         if self.admin is not None:
             await self.admin.stop()
-        (self.state_dir / "elemta.pid").unlink(missing_ok=True)
+        if self.worker is None:
+            (self.state_dir / "elemta.pid").unlink(missing_ok=True)
         log.info("stopped")
 
     async def run_forever(self) -> None:
@@ -298,7 +334,8 @@ class Daemon:
             pass
 
 
-def run(config_path: str | None) -> None:
+def run(config_path: str | None, worker: int | None = None) -> None:
+    """``elemta serve``: one process, or a supervisor of ``[server] workers`` processes."""
     from elemta_core.logs import setup
 
     classes = discover()
@@ -310,4 +347,18 @@ def run(config_path: str | None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(Daemon(cfg, classes, config_path).run_forever())
+    n = cfg.server.effective_workers
+    if worker is None and n > 1:
+        from elemta_core.workers.supervisor import Supervisor
+
+        asyncio.run(Supervisor(cfg, config_path, n).run())
+        return
+    if worker is not None:
+        _die_with_parent()
+    asyncio.run(Daemon(cfg, classes, config_path, worker).run_forever())
+
+
+def _die_with_parent() -> None:
+    from elemta_core.workers.supervisor import _die_with_parent as die
+
+    die()

@@ -37,3 +37,31 @@ def call(path: Path, cmd: str, args: dict[str, Any] | None = None, timeout: floa
     if not resp.get("ok"):
         raise AdminError(resp.get("error", "unknown error"))
     return resp.get("result")
+
+
+async def acall(path: Path, cmd: str, args: dict[str, Any] | None = None,
+                timeout: float = 10.0) -> Any:
+    """The asyncio twin of :func:`call` (used by the worker supervisor to reach workers)."""
+    import asyncio
+
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path),
+                                                                             limit=64 * 1024 * 1024),
+                                                timeout)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise AdminUnavailable(f"no daemon at {path}: {e.strerror}") from None
+    except TimeoutError:
+        raise AdminUnavailable(f"daemon at {path} did not accept in {timeout}s") from None
+    try:
+        writer.write(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError:
+        raise AdminUnavailable(f"daemon at {path} did not answer {cmd} in {timeout}s") from None
+    finally:
+        writer.close()
+    if not line:
+        raise AdminUnavailable(f"daemon at {path} closed the connection")
+    resp = json.loads(line)
+    if not resp.get("ok"):
+        raise AdminError(resp.get("error", "unknown error"))
+    return resp.get("result")

@@ -11,8 +11,9 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
+from elemta_core.admin.client import AdminError, AdminUnavailable
 from elemta_core.plugins.api import AdminHandler
 
 log = logging.getLogger("elemta.admin")
@@ -21,9 +22,11 @@ MAX_REQUEST = 1024 * 1024
 
 
 class AdminServer:
-    def __init__(self, path: Path, commands: dict[str, AdminHandler]) -> None:
+    def __init__(self, path: Path, commands: dict[str, AdminHandler],
+                 fallback: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None) -> None:
         self.path = path
         self.commands = commands
+        self.fallback = fallback  # for commands not in the table (the worker supervisor forwards)
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -65,12 +68,15 @@ class AdminServer:
         except (ValueError, KeyError, TypeError):
             return {"ok": False, "error": 'bad request: expected {"cmd": str, "args": {}}'}
         handler = self.commands.get(cmd)
-        if handler is None:
+        if handler is None and self.fallback is None:
             return {"ok": False, "error": f"unknown command {cmd!r}",
                     "commands": sorted(self.commands)}
         try:
+            if handler is None:
+                assert self.fallback is not None
+                return {"ok": True, "result": await self.fallback(cmd, args)}
             return {"ok": True, "result": await handler(args)}
-        except (KeyError, ValueError, LookupError, OSError) as e:
+        except (KeyError, ValueError, LookupError, OSError, AdminError, AdminUnavailable) as e:
             return {"ok": False, "error": str(e) or type(e).__name__}
         except Exception as e:
             log.exception("admin command %s failed", cmd)

@@ -63,12 +63,14 @@ def version() -> None:
 
 @cli.command()
 @config_option
-def serve(config_path: str | None) -> None:
+@click.option("--worker-index", type=int, default=None, hidden=True,
+              help="internal: run as worker N under a supervisor")
+def serve(config_path: str | None, worker_index: int | None) -> None:
     """Run the server (no -c: embedded defaults, 127.0.0.1:2525)."""
     from elemta_core.daemon import run
 
     try:
-        run(config_path)
+        run(config_path, worker_index)
     except ConfigError as e:
         say_error(f"config error: {e}")
         sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ class ServerConfig:
     require_tls: bool = False
     users_file: str = ""
     shutdown_grace: float = 30.0
-    workers: int = 1
+    workers: int = 0  # 0: one per core; each worker is a process on the same port (SO_REUSEPORT)
     # -- the hardened edge --
     max_connections_per_ip: int = 50  # 0: no cap (the rate_limiter plugin has finer ones)
     max_bad_recipients: int = 20  # rejected RCPTs per session before 421 and close
@@ -52,6 +53,10 @@ class ServerConfig:
     proxy_listen: list[str] = field(default_factory=list)  # listeners that expect HAProxy PROXY v1/v2
     proxy_trusted: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     proxy_timeout: float = 5.0
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     def validate(self) -> None:
         for i, addr in enumerate(self.proxy_listen):
@@ -66,8 +71,9 @@ class ServerConfig:
         for i, addr in enumerate(self.listen):
             parse_hostport(f"listen[{i}]", addr)
         for k in ("max_message_size", "max_recipients", "max_commands", "max_bad_commands",
-                  "max_connections", "workers"):
+                  "max_connections"):
             check_positive(k, getattr(self, k))
+        check_positive("workers", self.workers, allow_zero=True)
         check_positive("idle_timeout", self.idle_timeout)
         check_positive("shutdown_grace", self.shutdown_grace, allow_zero=True)
         if not 78 <= self.max_line_length <= 65536:

@@ -92,11 +92,14 @@ def decode_entry(blob: bytes) -> tuple[Envelope, bytes]:
 
 
 class Spool:
-    def __init__(self, root: Path, sync: SyncMode = SyncMode.FSYNC, max_batch: int = 256) -> None:
+    def __init__(self, root: Path, sync: SyncMode = SyncMode.FSYNC, max_batch: int = 256,
+                 tmp_name: str = "tmp") -> None:
         self.root = root
         self.sync = sync
         self.max_batch = max_batch
-        self.tmp_dir = root / "tmp"
+        # One temp dir per writer process: start-up clears it, which must not touch the
+        # unfinished writes of another worker sharing the spool.
+        self.tmp_dir = root / tmp_name
         self.corrupt_dir = root / "corrupt"
         self._pending: list[_Write] = []
         self._wake: asyncio.Event | None = None

@@ -55,7 +55,8 @@ def to_toml(cfg: dict[str, Any]) -> str:
 def base_config(tmp: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     port = free_port()
     cfg: dict[str, Any] = {
-        "server": {"listen": [f"127.0.0.1:{port}"], "hostname": "mx.test", "state_dir": str(tmp / "state")},
+        "server": {"listen": [f"127.0.0.1:{port}"], "hostname": "mx.test",
+                   "state_dir": str(tmp / "state"), "workers": 1},
         "metrics": {"listen": ""},
         "plugins": {"enabled": []},
     }
