@@ -219,7 +219,10 @@ function serve(spec) {
     'grpc.max_receive_message_length': -1, // the message hook carries whole messages
     'grpc.max_send_message_length': -1,
   });
-  const stop = () => server.tryShutdown(() => process.exit(0));
+  const stop = () => { // finish what is in flight, but never wait on an open stream for long
+    setTimeout(() => process.exit(0), 1000).unref();
+    server.tryShutdown(() => process.exit(0));
+  };
   server.addService(protos.elemta.plugin.v1.Plugin.service, pluginService(plugin, log));
   server.addService(protos.grpc.health.v1.Health.service, healthService());
   server.addService(protos.plugin.GRPCController.service, {
