@@ -1,7 +1,7 @@
 """Rate limiting: cost per check (memory vs Redis) and SMTP throughput with it on vs off.
 
-    .venv/bin/python -m tests.bench.bench_ratelimit [--checks 20000] [--messages 400]
-                                                     [--sessions 8] [--rounds 3]
+    .venv/bin/python -m tests.bench.bench_ratelimit [--checks 20000] [--messages 300]
+                                                     [--sessions 8] [--rounds 5]
 
 Part 1 times the plugin's connect and disconnect hooks on the memory backend, then the
 backends alone: a connect check (connection rate + a concurrent-connection
@@ -170,9 +170,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checks", type=int, default=20000)
-    p.add_argument("--messages", type=int, default=400)
+    p.add_argument("--messages", type=int, default=300)
     p.add_argument("--sessions", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args()
     if min(a.checks, a.messages, a.sessions, a.rounds) <= 0:
         sys.exit("every count must be positive")
