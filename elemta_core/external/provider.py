@@ -23,6 +23,7 @@ from elemta_core.external import catalog
 from elemta_core.external.catalog import CatalogEntry
 from elemta_core.external.convert import HOOK_TO_PB, PB_TO_HOOK, POLICY_FROM_PB
 from elemta_core.external.errors import ExternalPluginError, RefusedError
+from elemta_core.external.security import sweep_socket_dirs
 from elemta_core.external.supervisor import State, Supervisor
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.pipeline import Link, make_link
@@ -142,6 +143,7 @@ class ExternalProvider:
 
     def __init__(self, metrics: Any = None) -> None:
         self.metrics = metrics
+        self._swept = False
 
     def claims(self, name: str, config: Config) -> bool:
         return catalog.find(config, name) is not None
@@ -149,7 +151,11 @@ class ExternalProvider:
     def handles(self, config: Config, services: PluginServices,
                 names: list[str]) -> list[PluginHandle]:
         out: list[PluginHandle] = []
-        for entry in catalog.enabled_entries(config, names):
+        entries = catalog.enabled_entries(config, names)
+        if entries and not self._swept:
+            self._swept = True
+            sweep_socket_dirs()  # left behind by a server that was SIGKILLed
+        for entry in entries:
             out.append(ExternalHandle(entry, services, self._restart_counter(entry.name)))
         return out
 

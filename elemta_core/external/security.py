@@ -90,13 +90,36 @@ def environment(entry: CatalogEntry, socket_dir: Path, state_dir: Path) -> dict[
     return env
 
 
-def private_dir(prefix: str, user: str = "") -> Path:
-    """A fresh 0700 directory (short, under the system temp dir: socket paths are limited to
-    108 bytes), owned by ``user`` when the plugin runs as one."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
+SOCKET_DIR_PREFIX = "elemta-"
+
+
+def private_dir(name: str, user: str = "") -> Path:
+    """A fresh 0700 directory for one launch's socket (short, under the system temp dir:
+    socket paths are limited to 108 bytes), owned by ``user`` when the plugin runs as one.
+    Its name carries our pid so :func:`sweep_socket_dirs` can tell a dead server's."""
+    d = Path(tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-{name[:16]}-"))
     if user:
         shutil.chown(d, user)
     return d
+
+
+def sweep_socket_dirs() -> int:
+    """Remove socket dirs left by servers that were killed (their pid is gone); ours only."""
+    removed = 0
+    uid = os.getuid()
+    for d in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*-*-*"):
+        pid = d.name[len(SOCKET_DIR_PREFIX):].partition("-")[0]
+        try:
+            if not pid.isdigit() or d.stat().st_uid != uid or not d.is_dir():
+                continue
+            os.kill(int(pid), 0)
+            continue  # that server still runs
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _prctl() -> Callable[[int, int], int] | None:

@@ -123,7 +123,7 @@ class Supervisor:
         await loop.run_in_executor(None, verify, e)
         timeout = e.start_timeout_ms / 1000
         deadline = loop.time() + timeout
-        self._socket_dir = private_dir(f"elemta-{e.name[:16]}-", e.user)
+        self._socket_dir = private_dir(e.name, e.user)
         data_dir = self.state_dir / "plugins" / e.name
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if e.user:

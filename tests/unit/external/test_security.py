@@ -12,7 +12,13 @@ import pytest
 from elemta_core.external import constants as C
 from elemta_core.external.catalog import Limits, parse_entry
 from elemta_core.external.errors import RefusedError
-from elemta_core.external.security import environment, preexec, private_dir, verify
+from elemta_core.external.security import (
+    environment,
+    preexec,
+    private_dir,
+    sweep_socket_dirs,
+    verify,
+)
 
 
 def pinned(tmp: Path, body: bytes = b"print(1)\n", digest: str | None = None):  # type: ignore[no-untyped-def]
@@ -68,8 +74,23 @@ def test_environment_is_an_allowlist_plus_the_handshake(tmp_path: Path, monkeypa
     assert env[C.ENV_SOCKET_DIR] == env["TMPDIR"] == str(tmp_path / "sock")
 
 
+def test_socket_dirs_of_dead_servers_are_swept() -> None:
+    import subprocess
+    import tempfile
+
+    p = subprocess.Popen(["true"])  # a pid that is gone once reaped
+    p.wait()
+    stale = Path(tempfile.mkdtemp(prefix=f"elemta-{p.pid}-x-"))
+    mine = private_dir("x")
+    try:
+        sweep_socket_dirs()
+        assert not stale.exists() and mine.exists()
+    finally:
+        mine.rmdir()
+
+
 def test_private_dir_is_0700_and_short() -> None:
-    d = private_dir("elemta-test-")
+    d = private_dir("test")
     try:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
         assert len(str(d)) < 60  # room for the socket name within 108 bytes
