@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from elemta_core import __version__
 from elemta_core.admin.server import AdminServer
 from elemta_core.config.errors import ConfigError
@@ -25,13 +27,12 @@ from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import HookPoint
 from elemta_core.metrics import Metrics
-from prometheus_client import generate_latest
 from elemta_core.plugins.api import Plugin, PluginServices
 from elemta_core.plugins.manager import PluginManager, discover, plugin_sections
+from elemta_core.queue.admin import register as register_queue_commands
 from elemta_core.queue.envelope import QueueState
 from elemta_core.queue.quarantine import Quarantine
 from elemta_core.queue.quarantine_admin import register_quarantine_commands
-from elemta_core.queue.admin import register as register_queue_commands
 from elemta_core.queue.runner import QueueRunner
 from elemta_core.queue.spool import Spool
 from elemta_core.smtp.handler import EdgePolicy, SMTPHandler
@@ -129,7 +130,7 @@ class Daemon:
     def extra_providers(self, cfg: Config) -> list[Any]:
         """Plugin providers beyond entry points (the external plugin host, when present)."""
         try:
-            from elemta_core.external.provider import ExternalProvider  # type: ignore[import-not-found]
+            from elemta_core.external.provider import ExternalProvider
         except ImportError:
             return []
         return [ExternalProvider(self.metrics)]
@@ -209,7 +210,8 @@ class Daemon:
 
     @property
     def ports(self) -> list[int]:
-        return [sock.getsockname()[1] for srv in self.servers for sock in srv.sockets]
+        return [sock.getsockname()[1] for srv in self.servers
+                for sock in srv.sockets]  # type: ignore[attr-defined]
 
     # -- admin commands ----------------------------------------------------------------------
 

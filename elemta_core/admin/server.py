@@ -10,8 +10,9 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from elemta_core.admin.client import AdminError, AdminUnavailable
 from elemta_core.plugins.api import AdminHandler

@@ -14,8 +14,9 @@ import bisect
 import inspect
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.types import (
@@ -62,7 +63,7 @@ class _Resume:
             except GeneratorExit:
                 coro.close()
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - relayed into the coroutine
                 try:
                     value = coro.throw(exc)
                 except StopIteration as stop:
@@ -184,7 +185,7 @@ class Pipeline:
                     r = await _coerce(link, r)
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - a plugin never breaks the session
+            except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
                 r = self._failed(link, ctx, exc)

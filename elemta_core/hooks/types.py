@@ -7,9 +7,9 @@ twins, which the host maps onto them, so both kinds are judged by one pipeline.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 
 class HookFamily(enum.Enum):
@@ -206,9 +206,7 @@ def smtp_reply(result: HookResult, *, default_ok: str = "250 2.0.0 OK") -> str:
     dcode, denh, dtext = DEFAULT_REPLY[result.action]
     code = result.code or dcode
     # A plugin may not turn a rejection into a success code or the reverse.
-    if result.action is Action.REJECT and not 500 <= code <= 599:
-        code = dcode
-    elif result.action is Action.TEMPFAIL and not 400 <= code <= 499:
+    if result.action is Action.REJECT and not 500 <= code <= 599 or result.action is Action.TEMPFAIL and not 400 <= code <= 499:
         code = dcode
     enhanced = result.enhanced or denh
     if enhanced[:1] != str(code)[0]:

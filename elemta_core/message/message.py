@@ -7,7 +7,8 @@ the message is queued.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from elemta_core.hooks.types import HeaderChange, HeaderOp
 
@@ -20,7 +21,7 @@ class HeaderField(NamedTuple):
 
 
 class Message:
-    __slots__ = ("raw", "_fields", "_body_start")
+    __slots__ = ("_body_start", "_fields", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw

@@ -11,9 +11,10 @@ published through the ``elemta.plugins`` entry-point group::
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.types import FailurePolicy, HookPoint, HookResult
@@ -21,7 +22,7 @@ from elemta_core.hooks.types import FailurePolicy, HookPoint, HookResult
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-HookFn = Callable[[HookContext], Union[HookResult, Awaitable[HookResult]]]
+HookFn = Callable[[HookContext], HookResult | Awaitable[HookResult]]
 AdminHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 

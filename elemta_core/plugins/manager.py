@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.loader import Config
@@ -71,7 +72,7 @@ def discover() -> dict[str, type[Plugin]]:
                               "uninstall one of them")
         try:
             cls = ep.load()
-        except Exception as e:  # a broken third-party package must not stop the server
+        except Exception as e:  # noqa: BLE001 - a broken third-party package must not stop the server
             log.error("cannot load plugin entry point %s (%s): %s", ep.name, ep.value, e)
             continue
         if not (isinstance(cls, type) and issubclass(cls, Plugin)):
@@ -131,7 +132,7 @@ class BuiltinHandle:
     async def stop(self) -> None:
         try:
             await self.plugin.stop()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - deliberate: relayed or reported, never swallowed
             log.warning("plugin %s stop failed: %s", self.name, e)
         self.state = PluginState.STOPPED
 

@@ -15,10 +15,10 @@ import errno
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from elemta_core.config.model import SyncMode
 from elemta_core.queue.envelope import Envelope, QueueState
@@ -164,7 +164,7 @@ class Spool:
                 del self._pending[: self.max_batch]
                 try:
                     await loop.run_in_executor(self._executor, self._commit, batch)
-                except Exception as e:  # the batch call itself failed: fail every write in it
+                except Exception as e:  # noqa: BLE001 - the batch failed: fail every write in it
                     for w in batch:
                         w.error = w.error or e
                 self.batches += 1

@@ -9,25 +9,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import email.utils
 import ipaddress
-import re
-import time
-from collections import deque
 import itertools
 import logging
+import re
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.proxy_protocol import AF, get_proxy
-from aiosmtpd.smtp import MISSING, Envelope as SMTPEnvelope, Session
+from aiosmtpd.smtp import MISSING, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from elemta_core.config.model import BareNewline
 from elemta_core.hooks.context import DeliveryInfo, HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
-from elemta_core.hooks.types import Action, HeaderChange, HeaderOp, HookPoint, HookResult, smtp_reply
+from elemta_core.hooks.types import (
+    Action,
+    HeaderChange,
+    HeaderOp,
+    HookPoint,
+    HookResult,
+    smtp_reply,
+)
 from elemta_core.message.message import Message
 from elemta_core.queue.envelope import Envelope, Recipient, new_queue_id
 from elemta_core.queue.spool import SpoolError
@@ -208,7 +218,7 @@ class SMTPHandler:
             return False
         proto.session.proxy_data = data
         if data.family in (AF.INET, AF.INET6) and data.src_addr is not None:
-            proto.session.peer = (str(data.src_addr), int(data.src_port or 0))
+            proto.session.peer = (str(data.src_addr), int(data.src_port or 0))  # type: ignore[assignment]
         return True
 
     def early_talker(self, proto: ElemtaSMTP) -> None:
@@ -306,7 +316,7 @@ class SMTPHandler:
             ctx.auth_user = ctx.auth_mechanism = None
             return smtp_reply(r)
         session.authenticated = True
-        session.auth_data = user
+        session.auth_data = user  # type: ignore[assignment]
         ctx.relay_allowed = True
         log.info("session=%s authenticated as %r (%s)", ctx.session_id, user, mech)
         return "235 2.7.0 Authentication successful"
@@ -527,10 +537,8 @@ class SMTPHandler:
             await asyncio.sleep(0.05)
         for proto in list(self.stats.sessions):
             if proto.transport is not None:
-                try:
+                with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                     await proto.push("421 4.3.2 Service shutting down")
-                except Exception:
-                    pass
                 if proto.transport is not None:
                     proto.transport.close()
         if self._background:

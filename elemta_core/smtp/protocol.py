@@ -12,7 +12,8 @@ import collections
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP
 
@@ -57,7 +58,7 @@ class _Commands(dict[str, Any]):
         super().__init__(methods)
         self.proto = proto
 
-    def get(self, command: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, command: str, default: Any = None) -> Any:
         p = self.proto
         p.commands_seen += 1
         if p.commands_seen > p.max_commands:
@@ -125,7 +126,7 @@ class ElemtaSMTP(SMTP):
         # RFC 5321 4.5.3.2: tell the idle client why before closing.
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")  # type: ignore[attr-defined]
-        super()._timeout_cb()
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def eof_received(self) -> bool | None:
         if self._refused:

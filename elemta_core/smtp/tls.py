@@ -21,7 +21,7 @@ def generate_self_signed(cert: Path, key: Path, hostname: str) -> None:
     """An ECDSA P-256 certificate for ``hostname``, valid ten years, key mode 0600."""
     pkey = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt: list[x509.GeneralName] = [x509.DNSName(hostname)]
     try:
         alt.append(x509.IPAddress(ipaddress.ip_address(hostname)))
