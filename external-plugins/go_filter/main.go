@@ -69,8 +69,9 @@ func main() {
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{"hooks": &hookPlugin{impl: newFilter(log)}},
 		GRPCServer:      grpcServer,
+		// go-plugin's own messages, as JSON lines the server logs at their level.
 		Logger: hclog.New(&hclog.LoggerOptions{
-			Name: pluginName, Level: hclog.Warn, Output: log.Writer(),
+			Name: pluginName, Level: hclog.Warn, Output: log.Writer(), JSONFormat: true,
 		}),
 	})
 }
