@@ -102,3 +102,13 @@ def test_context_view_and_message() -> None:
     assert c.message is not None and c.message.get("Subject") == "hé"
     assert c.message.get_all("X-A") == ["1", "2"] and c.message.body == b"body\r\n"
     assert Context("helo", pb.Context()).message is None
+
+
+def test_public_surface_is_pinned() -> None:
+    import elemta_plugin
+
+    assert sorted(elemta_plugin.__all__) == ["HOOKS", "Action", "Context", "FailurePolicy",
+                                             "HeaderChange", "HeaderOp", "Message", "Plugin",
+                                             "Result"]
+    assert set(elemta_plugin.HOOKS) == {hp.value for hp in __import__(
+        "elemta_core.hooks.types", fromlist=["HookPoint"]).HookPoint}
