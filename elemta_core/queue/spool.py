@@ -1,27 +1,29 @@
 """The durable spool: a message is on disk before anyone is told 250.
 
 One file per message: a magic line, the JSON envelope on one line, then the message bytes.
-Writes are group-committed: sessions that finish DATA while a batch is being synced join
-the next batch, so N concurrent messages cost one directory fsync (or one syncfs) instead
-of N. Order per batch: write temp files -> make them durable -> rename into the queue dir ->
-fsync that dir -> wake the sessions. The queue dir therefore only ever holds whole files.
+Writes are group-committed (:mod:`elemta_core.queue.durable`): sessions that finish DATA
+while a batch is being synced join the next batch, and the queue dir only ever holds whole
+files.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from elemta_core.config.model import SyncMode
+from elemta_core.queue.durable import GroupCommitter, fsync_dir, write_all
 from elemta_core.queue.envelope import Envelope, QueueState
+
+# Kept for the modules that used the spool's own names.
+_fsync_dir = fsync_dir
+_write_all = write_all
 
 log = logging.getLogger("elemta.spool")
 
@@ -38,40 +40,6 @@ class SpoolError(Exception):
 
 class CorruptEntry(Exception):
     pass
-
-
-@dataclass(slots=True)
-class _Write:
-    tmp: Path
-    final: Path
-    envelope: bytes
-    data: bytes
-    future: asyncio.Future[None]
-    error: BaseException | None = None
-
-
-def _libc_syncfs() -> object | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, *chunks: bytes | memoryview) -> None:
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
 
 
 def encode_entry(envelope: bytes, data: bytes) -> tuple[bytes, ...]:
@@ -101,14 +69,16 @@ class Spool:
         # unfinished writes of another worker sharing the spool.
         self.tmp_dir = root / tmp_name
         self.corrupt_dir = root / "corrupt"
-        self._pending: list[_Write] = []
-        self._wake: asyncio.Event | None = None
-        self._committer: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-commit")
+        self.committer = GroupCommitter(sync, max_batch, "spool-commit")
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spool-io")
-        self._syncfs = _libc_syncfs() if sync is SyncMode.SYNCFS else None
-        self.batches = 0
-        self.committed = 0
+
+    @property
+    def batches(self) -> int:
+        return self.committer.batches
+
+    @property
+    def committed(self) -> int:
+        return self.committer.committed
 
     def dir(self, state: QueueState) -> Path:
         return self.root / state.value
@@ -126,56 +96,21 @@ class Spool:
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._io, self.prepare)
-        self._wake = asyncio.Event()
-        self._committer = asyncio.create_task(self._commit_loop(), name="spool-committer")
+        self.committer.start()
 
     async def close(self) -> None:
-        if self._committer is not None:
-            while self._pending:
-                await asyncio.sleep(0.01)
-            self._committer.cancel()
-            try:
-                await self._committer
-            except asyncio.CancelledError:
-                pass
-            self._committer = None
-        self._executor.shutdown(wait=True)
+        await self.committer.close()
         self._io.shutdown(wait=True)
 
     async def store(self, envelope: Envelope, data: bytes,
                     state: QueueState = QueueState.ACTIVE) -> None:
         """Return once the message is durable in ``state``; raise SpoolError otherwise."""
-        assert self._wake is not None, "spool not started"
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         qid = envelope.queue_id
-        self._pending.append(_Write(self.tmp_dir / qid, self.path(qid, state),
-                                    envelope.to_json(), data, fut))
-        self._wake.set()
-        await fut
-
-    async def _commit_loop(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                try:
-                    await loop.run_in_executor(self._executor, self._commit, batch)
-                except Exception as e:  # noqa: BLE001 - the batch failed: fail every write in it
-                    for w in batch:
-                        w.error = w.error or e
-                self.batches += 1
-                for w in batch:
-                    if w.future.done():
-                        continue
-                    if w.error is None:
-                        self.committed += 1
-                        w.future.set_result(None)
-                    else:
-                        w.future.set_exception(self._as_spool_error(w.error))
+        try:
+            await self.committer.write(self.tmp_dir / qid, self.path(qid, state),
+                                       *encode_entry(envelope.to_json(), data))
+        except OSError as e:
+            raise self._as_spool_error(e) from e
 
     @staticmethod
     def _as_spool_error(e: BaseException) -> SpoolError:
@@ -184,43 +119,6 @@ class Spool:
         if isinstance(e, OSError) and e.errno == errno.EROFS:
             return SpoolError("spool is read-only")
         return SpoolError(f"cannot write spool: {e}")
-
-    def _commit(self, batch: list[_Write]) -> None:
-        """Runs in the commit thread: write, make durable, rename, fsync directories."""
-        written: list[_Write] = []
-        for w in batch:
-            try:
-                fd = os.open(w.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                try:
-                    _write_all(fd, *encode_entry(w.envelope, w.data))
-                    if self.sync is SyncMode.FSYNC or self._syncfs is None:
-                        os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-                written.append(w)
-            except OSError as e:
-                w.error = e
-                w.tmp.unlink(missing_ok=True)
-        if not written:
-            return
-        if self._syncfs is not None:
-            fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                if self._syncfs(fd) != 0:  # type: ignore[operator]
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            finally:
-                os.close(fd)
-        dirs: set[Path] = set()
-        for w in written:
-            try:
-                os.rename(w.tmp, w.final)
-                dirs.add(w.final.parent)
-            except OSError as e:
-                w.error = e
-                w.tmp.unlink(missing_ok=True)
-        for d in dirs:
-            _fsync_dir(d)
 
     # -- reading and moving (off the event loop through run_in_executor where it matters) --
 
@@ -236,17 +134,17 @@ class Spool:
         tmp = self.tmp_dir / (env.queue_id + ".upd")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, *encode_entry(env.to_json(), data))
+            write_all(fd, *encode_entry(env.to_json(), data))
             os.fdatasync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, self.path(env.queue_id, state))
-        _fsync_dir(self.dir(state))
+        fsync_dir(self.dir(state))
 
     def move(self, queue_id: str, src: QueueState, dst: QueueState) -> None:
         os.rename(self.path(queue_id, src), self.path(queue_id, dst))
-        _fsync_dir(self.dir(dst))
-        _fsync_dir(self.dir(src))
+        fsync_dir(self.dir(dst))
+        fsync_dir(self.dir(src))
 
     def remove(self, queue_id: str, state: QueueState = QueueState.ACTIVE) -> None:
         # Not fsynced: if the unlink is lost in a crash the message is delivered again
