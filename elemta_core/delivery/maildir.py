@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -9,7 +10,9 @@ import socket
 import time
 from pathlib import Path
 
+from elemta_core.config.model import SyncMode
 from elemta_core.message.message import format_header
+from elemta_core.queue.durable import GroupCommitter
 
 _counter = itertools.count()
 _UNSAFE = re.compile(r"[^a-z0-9!#$%&'*+\-=?^_`{|}~.]")
@@ -61,3 +64,38 @@ def deliver(root: Path, address: str, data: bytes, *, queue_id: str, mail_from: 
         return final
     except OSError as e:
         raise DeliveryError(f"maildir write failed: {e.strerror or e}") from e
+
+
+class MaildirWriter:
+    """Group-committed local delivery: concurrent deliveries share their syncs.
+
+    The same files and guarantees as :func:`deliver` (the copy is in ``new/`` and durable
+    before success is reported), at a fraction of the fsyncs under load.
+    """
+
+    def __init__(self, root: Path, sync: SyncMode = SyncMode.FSYNC, max_batch: int = 256) -> None:
+        self.root = root
+        self.committer = GroupCommitter(sync, max_batch, "maildir-commit")
+        self._boxes: set[Path] = set()
+
+    def start(self) -> None:
+        self.committer.start()
+
+    async def close(self) -> None:
+        await self.committer.close()
+
+    async def deliver(self, address: str, data: bytes, *, queue_id: str,
+                      mail_from: str) -> Path:
+        box = mailbox_path(self.root, address)
+        name = (f"{time.time_ns() // 1000}.P{os.getpid()}Q{queue_id}N{next(_counter)}"
+                f".{socket.gethostname().replace('/', '_')}")
+        head = format_header("Return-Path", f"<{mail_from}>") + format_header("Delivered-To", address)
+        try:
+            if box not in self._boxes:
+                await asyncio.get_running_loop().run_in_executor(None, ensure_maildir, box)
+                self._boxes.add(box)
+            await self.committer.write(box / "tmp" / name, box / "new" / name, head, data)
+        except OSError as e:
+            self._boxes.discard(box)
+            raise DeliveryError(f"maildir write failed: {e.strerror or e}") from e
+        return box / "new" / name
