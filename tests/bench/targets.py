@@ -1,0 +1,97 @@
+"""The servers one benchmark run drives: the peers (smtp-sink, bare aiosmtpd, Haraka) and the
+Elemta servers of each scenario, all started once and stopped together.
+
+Elemta delivers what it accepted into a Maildir in the background. That work is not timed,
+but it must not run while the next server is measured (it would steal the CPU from it), so
+after each measurement `settle` waits until every accepted message is delivered, checks
+the first one (did the chain do its work?), and deletes them so 100 KiB runs stay small.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.bench import peers
+from tests.bench.scenarios import RECIPIENT, Scenario, check_delivered, elemta_config
+from tests.support.server import ServerProcess
+
+
+class Kind(str, enum.Enum):
+    CEILING = "ceiling"  # smtp-sink: what the load generator and kernel allow
+    PEER = "peer"  # what Elemta is measured against
+    ELEMTA = "elemta"
+
+
+class SettleError(RuntimeError):
+    """Elemta did not deliver what it accepted, or the chain did not do its work."""
+
+
+@dataclass
+class Target:
+    name: str
+    kind: Kind
+    port: int
+    peer: peers.Peer | None = None
+    server: ServerProcess | None = None
+    scenario: Scenario | None = None
+    checked: bool = False
+    _maildir: Path | None = field(default=None, repr=False)
+
+    def settle(self, accepted: int, timeout: float = 120.0) -> None:
+        """Wait for Elemta's deliveries of ``accepted`` messages, check one, remove them."""
+        if self.server is None or self.scenario is None:
+            return
+        local, _, domain = RECIPIENT.rpartition("@")
+        new = self.server.state_dir / "mail" / domain / local / "new"
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            names = os.listdir(new) if new.exists() else []
+            seen = len(names)
+            if seen >= accepted:
+                break
+            if time.monotonic() > deadline:
+                raise SettleError(f"{self.name}: {seen} of {accepted} accepted messages "
+                                  f"delivered after {timeout:.0f}s\n{self.server.log()[-2000:]}")
+            time.sleep(0.05)
+        if not self.checked and names:
+            why = check_delivered(self.scenario.chain, (new / names[0]).read_bytes())
+            if why:
+                raise SettleError(f"{self.name}: {why}")
+            self.checked = True
+        for n in names:
+            (new / n).unlink()
+
+    def stop(self) -> None:
+        if self.peer is not None:
+            self.peer.stop()
+        if self.server is not None:
+            self.server.stop()
+
+
+def start_peer(name: str, work: Path) -> Target:
+    if name == "smtp-sink":
+        return Target(name, Kind.CEILING, (p := peers.smtp_sink()).port, peer=p)
+    if name == "aiosmtpd":
+        return Target(name, Kind.PEER, (p := peers.aiosmtpd_sink()).port, peer=p)
+    if name == "haraka":
+        d = work / "haraka"
+        d.mkdir()
+        return Target(name, Kind.PEER, (p := peers.haraka(d)).port, peer=p)
+    raise ValueError(f"unknown peer {name!r}: smtp-sink, aiosmtpd or haraka")
+
+
+def start_elemta(scenario: Scenario, work: Path, dns_address: str) -> Target:
+    d = work / scenario.name.replace("/", "-")
+    d.mkdir()
+    srv = ServerProcess(elemta_config(d, scenario, dns_address), d)
+    try:
+        srv.start()
+    except Exception:
+        srv.stop()
+        raise
+    return Target(scenario.name, Kind.ELEMTA, srv.port, server=srv, scenario=scenario)
