@@ -152,3 +152,29 @@ async def test_unix_socket_and_ping(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_under_uvloop_as_the_daemon_runs() -> None:
+    """The daemon runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[ScanResult, ScanResult, bool]:
+        fake = FakeClamd()
+        server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+        addr = ClamdAddress.parse(f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        try:
+            client = ClamdClient(addr, chunk_size=4096)
+            clean = await client.scan(b"a" * 50_000)
+            fake.limit = 10_000
+            limited = await client.scan(b"b" * 2_000_000)
+            return clean, limited, await client.ping()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    loop = uvloop.new_event_loop()
+    try:
+        clean, limited, pong = loop.run_until_complete(asyncio.wait_for(scenario(), 10))
+    finally:
+        loop.close()
+    assert clean.status is ScanStatus.CLEAN and limited.status is ScanStatus.TOO_LARGE and pong
