@@ -47,7 +47,9 @@ def queue_list(as_json: bool, state: str | None, config_path: str | None) -> Non
         return
     counts = ", ".join(f"{k} {v}" for k, v in res["counts"].items())
     t = Table(title=f"queue ({counts})")
-    for col in ("id", "state", "from", "recipients", "size", "age", "next attempt", "last error"):
+    t.add_column("id", no_wrap=True)
+    t.add_column("state", no_wrap=True)
+    for col in ("from", "recipients", "size", "age", "next attempt", "last error"):
         t.add_column(col)
     for m in res["messages"]:
         rcpts = ", ".join(f"{r['address']}" + ("" if r["state"] == "pending" else f" ({r['state']})")

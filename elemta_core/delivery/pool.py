@@ -50,12 +50,15 @@ class ConnectionPool:
         while any(self._idle.values()):
             await asyncio.sleep(self.idle / 2)
             now = time.monotonic()
-            for key, stack in list(self._idle.items()):
+            expired: list[SmtpSession] = []
+            # Sort out every stack before the first await: a session taken or given back
+            # meanwhile must never be closed under its user or put back in the cache twice.
+            for stack in self._idle.values():
                 keep = [(at, s) for at, s in stack if now - at < self.idle and s.usable]
-                for at, s in stack:
-                    if (at, s) not in keep:
-                        await s.quit()
-                self._idle[key] = keep
+                expired.extend(s for at, s in stack if now - at >= self.idle or not s.usable)
+                stack[:] = keep
+            for s in expired:
+                await s.quit()
 
     async def close(self) -> None:
         if self._reaper is not None:

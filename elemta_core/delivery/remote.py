@@ -105,8 +105,8 @@ class RemoteDelivery:
                 replies = await session.send(mail_from, recipients, data)
                 self.pool.give(t.key, session)
                 return replies, session.peer
-            except SessionError:
-                pass  # a cached connection the server had closed: open a fresh one
+            except SessionError as e:  # a cached connection the server had closed
+                log.info("cached connection to %s failed (%s); opening a fresh one", t.key, e)
         session = t.session(self.settings)
         await session.open()
         self.pool.opened += 1

@@ -183,8 +183,11 @@ class SmtpSession:
         self.smtp = smtp
         try:
             await smtp.connect()
-            assert smtp.protocol is not None
-            smtp.protocol.__class__ = PipeliningProtocol  # see the module docstring
+            assert smtp.protocol is not None and smtp.transport is not None
+            # See the module docstring. set_protocol makes the transport look the methods up
+            # again: uvloop caches the bound data_received at connection time.
+            smtp.protocol.__class__ = PipeliningProtocol
+            smtp.transport.set_protocol(smtp.protocol)
             await self._greet()
             if s.tls != "none" and not self.unix_path and smtp.supports_extension("starttls"):
                 await smtp.starttls(tls_context=_tls_context(s.tls_verify),
@@ -246,6 +249,7 @@ class SmtpSession:
         lines = [_line("MAIL FROM:", f"<{mail_from}>", options, enc),
                  *(_line("RCPT TO:", f"<{a}>", [], enc) for a in recipients)]
         proto = self._protocol
+        stage = "MAIL/RCPT"
         try:
             if self.pipelining:
                 raw = await proto.pipeline(lines, timeout)
@@ -256,6 +260,9 @@ class SmtpSession:
                     if len(raw) == 1 and raw[0].code >= 400:
                         break  # MAIL refused: no RCPT makes sense
             mail = Reply(raw[0].code, raw[0].message)
+            if mail.code == 421:  # the server is closing the connection: not our recipients' fault
+                self.close()
+                raise SessionError(f"{self.peer}: closing connection: {mail}", mail)
             out: dict[str, Reply] = {}
             if not mail.ok:
                 out = {a: mail for a in recipients}
@@ -269,10 +276,12 @@ class SmtpSession:
             if not accepted:
                 await self._rset()
                 return out
+            stage = "DATA"
             replies = await proto.send_data(data, len(accepted) if self.lmtp else 1, timeout)
         except (TimeoutError, SMTPException, OSError) as e:
             self.close()
-            raise SessionError(f"{self.peer}: {type(e).__name__}: {e}") from None
+            raise SessionError(f"{self.peer}: {type(e).__name__} during {stage} "
+                               f"(message {self.messages + 1} on this connection): {e}") from None
         if self.lmtp:
             for a, resp in zip(accepted, replies):
                 out[a] = Reply(resp.code, resp.message)
@@ -297,7 +306,8 @@ class SmtpSession:
     async def quit(self) -> None:
         if self.smtp is not None and self.smtp.is_connected:
             try:
-                await asyncio.wait_for(self.smtp.quit(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.smtp.quit()
             except (TimeoutError, SMTPException, OSError):
                 pass
         self.close()

@@ -123,9 +123,9 @@ class Sink:
 
     def __init__(self, handler: SinkHandler | None = None, *, lmtp: bool = False,
                  unix_path: Path | None = None, tls: ssl.SSLContext | None = None,
-                 smtputf8: bool = True) -> None:
+                 smtputf8: bool = True, port: int = 0) -> None:
         self.handler = handler or SinkHandler()
-        self.port = 0 if unix_path else free_port()
+        self.port = 0 if unix_path else (port or free_port())
         self.unix_path = unix_path
         self.controller: Controller | UnixSocketController
         if unix_path is not None:

@@ -227,3 +227,49 @@ async def test_smtputf8_only_where_offered() -> None:
         await s.quit()
     assert replies["jös@r.test"].ok
     assert sink.messages[0].rcpt_tos == ["jös@r.test"] and "SMTPUTF8" in sink.messages[0].mail_options
+
+
+def test_pipelined_replies_reach_our_protocol_under_uvloop() -> None:
+    """uvloop caches a protocol's data_received when the connection is made; replies that
+    went to aiosmtplib's own method would be dropped while another waits to be read."""
+    import uvloop
+
+    from elemta_core.delivery import smtp as smtp_mod
+
+    calls = 0
+    original = smtp_mod.PipeliningProtocol.data_received
+
+    def counting(self, data):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        original(self, data)
+
+    async def run() -> None:
+        with Sink() as sink:
+            s = SmtpSession(SETTINGS, "127.0.0.1", sink.port)
+            await s.open()
+            before = calls
+            for i in range(3):
+                replies = await s.send("a@example.org", [f"u{i}@r.test", f"v{i}@r.test"], MSG)
+                assert all(r.ok for r in replies.values())
+            assert calls > before
+            await s.quit()
+
+    smtp_mod.PipeliningProtocol.data_received = counting  # type: ignore[method-assign]
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
+    finally:
+        smtp_mod.PipeliningProtocol.data_received = original  # type: ignore[method-assign]
+
+
+async def test_421_on_mail_is_a_connection_problem_not_a_recipient_one() -> None:
+    class Closing(SinkHandler):
+        async def handle_MAIL(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            return "421 4.3.2 shutting down"
+
+    with Sink(Closing()) as sink:
+        s = SmtpSession(SETTINGS, "127.0.0.1", sink.port)
+        await s.open()
+        with pytest.raises(SessionError, match="421"):
+            await s.send("a@example.org", ["bob@r.test"], MSG)
