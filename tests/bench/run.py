@@ -3,7 +3,7 @@ Haraka (accept-all, discard), all driven by Postfix's smtp-source in the same ru
 
     .venv/bin/python -m tests.bench.run [--quick] [--chains none,default,external]
         [--workers 1,2,N] [--sizes 4096,102400] [--peers smtp-sink,aiosmtpd,haraka]
-        [--messages 2000] [--sessions 20] [--rounds 3] [--json bench-results.json]
+        [--messages 1000] [--sessions 20] [--rounds 3] [--json bench-results.json]
 
 Every server is started once; each is warmed up (Haraka's first ~2,000 messages are slow);
 then each round drives every server in turn, the order rotated each round, so load from the
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.peers = [p.strip() for p in a.peers.split(",") if p.strip()]
     if unknown := [p for p in a.peers if p not in PEERS]:
         ap.error(f"unknown peers {unknown}: choose from {', '.join(PEERS)}")
-    a.messages = a.messages or (300 if a.quick else 2000)
+    a.messages = a.messages or (300 if a.quick else 1000)
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.warmup = a.warmup if a.warmup is not None else (100 if a.quick else 300)
     if min(a.messages, a.sessions, a.sources, a.rounds) < 1:
