@@ -17,7 +17,6 @@ and ``queued`` (for the DSNs made here; the SMTP handler calls it for received m
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import logging
 import random
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from elemta_core.delivery.bounce import NoticeKind, RecipientStatus, build_dsn, should_notify
-from elemta_core.delivery.maildir import DeliveryError, deliver
+from elemta_core.delivery.maildir import DeliveryError, MaildirWriter
 from elemta_core.delivery.result import AttemptResult
 from elemta_core.delivery.transports import LOCAL, Kind, Route, Router
 from elemta_core.hooks.context import DeliveryInfo, HookContext
@@ -116,9 +115,11 @@ class QueueRunner:
         remote: RemoteTransport | None = None,
         hostname: str = "localhost",
         rng: random.Random | None = None,
+        maildir: MaildirWriter | None = None,
     ) -> None:
         self.spool = spool
         self.maildir_root = maildir_root
+        self.maildir = maildir or MaildirWriter(maildir_root)
         self.pipeline = pipeline
         self.concurrency = concurrency
         self.schedule = schedule or Schedule()
@@ -160,7 +161,8 @@ class QueueRunner:
         remote = RemoteDelivery(settings, dns, pool, q.destination_concurrency)
         return cls(spool, cfg.maildir_root, tuple(d.local_domains), pipeline,
                    concurrency=d.concurrency, schedule=Schedule.from_config(q),
-                   router=Router.from_config(d), remote=remote, hostname=cfg.server.hostname)
+                   router=Router.from_config(d), remote=remote, hostname=cfg.server.hostname,
+                   maildir=MaildirWriter(cfg.maildir_root, cfg.spool.sync, cfg.spool.max_batch))
 
     def reconfigure(self, cfg: Config) -> None:
         """SIGHUP: new routes and schedule apply from the next attempt on."""
@@ -172,6 +174,7 @@ class QueueRunner:
     async def start(self) -> None:
         """Recover: everything in active/ is delivered again, deferred/ waits its turn."""
         loop = asyncio.get_running_loop()
+        self.maildir.start()
         active = await loop.run_in_executor(self._io, lambda: [
             qid for qid, env in self.spool.scan(QueueState.ACTIVE) if env is not None])
         deferred = await loop.run_in_executor(self._io, lambda: [
@@ -199,6 +202,7 @@ class QueueRunner:
         self._tasks.clear()
         if self.remote is not None:
             await self.remote.close()
+        await self.maildir.close()
         self._io.shutdown(wait=True)
 
     def submit(self, queue_id: str) -> None:
@@ -341,19 +345,21 @@ class QueueRunner:
                                             route.key) for a in go]
 
     async def _local(self, env: Envelope, data: bytes, addrs: list[str]) -> list[AttemptResult]:
-        loop = asyncio.get_running_loop()
+        """Maildir copies for local recipients, group-committed with concurrent deliveries."""
+        done = await asyncio.gather(
+            *(self.maildir.deliver(a, data, queue_id=env.queue_id, mail_from=env.mail_from)
+              for a in addrs), return_exceptions=True)
         out: list[AttemptResult] = []
-        for a in addrs:
-            job = functools.partial(deliver, self.maildir_root, a, data, queue_id=env.queue_id,
-                                    mail_from=env.mail_from)
-            try:
-                await loop.run_in_executor(self._io, job)
+        for a, res in zip(addrs, done):
+            if isinstance(res, DeliveryError):
+                code = 550 if res.permanent else 451
+                out.append(AttemptResult(a, False, res.permanent, code,
+                                         f"{'5' if res.permanent else '4'}.2.0 {res}", LOCAL.key))
+            elif isinstance(res, BaseException):
+                raise res
+            else:
                 out.append(AttemptResult(a, True, False, 250, "2.0.0 delivered to maildir",
                                          LOCAL.key))
-            except DeliveryError as e:
-                code = 550 if e.permanent else 451
-                out.append(AttemptResult(a, False, e.permanent, code,
-                                         f"{'5' if e.permanent else '4'}.2.0 {e}", LOCAL.key))
         return out
 
     # -- recording -----------------------------------------------------------------------------
