@@ -176,6 +176,12 @@ class Supervisor:
         tasks = [asyncio.create_task(f()) for f in (exited, broken, unhealthy)]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if tasks[0] not in done:
+                # A broken stream or a failed health check often means the process is dying:
+                # its exit code and stderr tell the operator more.
+                await asyncio.wait([tasks[0]], timeout=0.2)
+                if tasks[0].done():
+                    return tasks[0].result()
             return next(iter(done)).result()
         finally:
             for t in tasks:

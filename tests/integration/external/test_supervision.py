@@ -34,7 +34,7 @@ def rcpt(port: int, address: str, timeout: float = 10) -> tuple[int, bytes, floa
 
 def test_sigkill_under_load_gets_failure_policy_and_restarts_fast(elemta_server,
                                                                   plugin_entry) -> None:
-    entry = plugin_entry("behave.py", "behave", hooks_timeout_ms=2000)
+    entry = plugin_entry("behave.py", "behave", hooks_timeout_ms=5000)
     # Refused recipients are counted per session: let the load sessions take all of the
     # gap's 451s, and send as many commands as they like.
     metrics_port = free_port()
@@ -79,8 +79,9 @@ def test_sigkill_under_load_gets_failure_policy_and_restarts_fast(elemta_server,
     before_kill = [r for r in results if r[0] + r[2] < killed_at]  # answered before the kill
     after_kill = [r for r in results if r[0] >= killed_at]
     assert before_kill and {code for _, code, _ in before_kill} == {250}
-    # The server kept answering every command; calls in the gap got the failure policy (451).
-    assert max(s for _, _, s in results) < 1.0
+    # The server kept answering every command (none waited for the 5 s timeout, with room
+    # for a loaded machine); calls in the gap got the failure policy (451).
+    assert max(s for _, _, s in results) < 3.0
     assert {code for _, code, _ in after_kill} <= {250, 451}
     gap = [r for r in after_kill if r[1] == 451]
     back = [r for r in after_kill if r[1] == 250 and r[0] > (gap[-1][0] if gap else killed_at)]
@@ -109,9 +110,9 @@ def test_hanging_plugin_hits_its_timeout_and_sessions_go_on(elemta_server, plugi
     srv: ServerProcess = elemta_server(plugins={"external": [entry]})
     code, text, took = rcpt(srv.port, "hang@localhost")
     assert code == 451 and b"4.3.0" in text
-    assert 0.25 < took < 1.5
+    assert 0.25 < took < 3.0  # the 0.3 s timeout, not the plugin's hour (slack for load)
     code, _, took = rcpt(srv.port, "bob@localhost")
-    assert code == 250 and took < 0.5
+    assert code == 250
     row = plugin_rows(srv)["behave"]
     assert row["state"] == "ready" and row["restarts"] == 0 and row["failures"] == 1
     assert "timed out after 0.3s" in srv.log()
@@ -133,21 +134,26 @@ def test_unhealthy_plugin_is_restarted(elemta_server, plugin_entry) -> None:
 def test_crash_loop_ends_disabled_with_the_last_error(elemta_server, plugin_entry,
                                                      monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
-    entry = plugin_entry("behave.py", "behave", max_restarts=2, restart_window_s=60.0)
+    entry = plugin_entry("behave.py", "behave", max_restarts=2, restart_window_s=60.0,
+                         hooks_timeout_ms=10000)
     srv: ServerProcess = elemta_server(plugins={"external": [entry]})
     states = []
-    for _ in range(10):
+    for k in range(1, 4):
         assert rcpt(srv.port, "crash@localhost")[0] == 451
-        wait_until(lambda: plugin_rows(srv)["behave"]["state"] in ("ready", "disabled"), 5)
-        states.append(plugin_rows(srv)["behave"]["state"])
-        if states[-1] == "disabled":
-            break
+
+        def settled(k: int = k) -> str | None:
+            row = plugin_rows(srv)["behave"]
+            if row["state"] == "disabled" or (row["state"] == "ready" and row["restarts"] == k):
+                return str(row["state"])
+            return None
+
+        states.append(wait_until(settled, 10))
     assert states == ["ready", "ready", "disabled"]
     row = plugin_rows(srv)["behave"]
     assert row["restarts"] == 2 and row["pid"] is None
     assert "crash loop: 3 failures" in row["last_error"] and "exited with code 3" in row["last_error"]
     code, _, took = rcpt(srv.port, "bob@localhost")
-    assert code == 451 and took < 0.5  # failure policy at once, no waiting
+    assert code == 451 and took < 3.0  # failure policy at once, not after the 10 s timeout
     table = srv.cli("plugin", "list").stdout
     assert "disabled" in table
 
@@ -166,7 +172,7 @@ def test_checksum_mismatch_refuses_to_launch(elemta_server, plugin_entry) -> Non
 
 
 def test_checksum_is_rechecked_at_every_launch(elemta_server, plugin_entry) -> None:
-    entry = plugin_entry("behave.py", "behave")
+    entry = plugin_entry("behave.py", "behave", hooks_timeout_ms=10000)
     srv: ServerProcess = elemta_server(plugins={"external": [entry]})
     pid = plugin_rows(srv)["behave"]["pid"]
     script = Path(next(iter(entry["sha256"])))
@@ -176,7 +182,7 @@ def test_checksum_is_rechecked_at_every_launch(elemta_server, plugin_entry) -> N
     row = plugin_rows(srv)["behave"]
     assert "checksum mismatch" in row["last_error"] and row["pid"] is None
     code, _, took = rcpt(srv.port, "bob@localhost")
-    assert code == 451 and took < 0.5
+    assert code == 451 and took < 3.0  # at once, not after the 10 s timeout
 
 
 def test_sigkill_of_the_server_leaves_no_plugin_behind(elemta_server, plugin_entry) -> None:
@@ -211,7 +217,7 @@ def test_malformed_replies_are_errors_not_crashes(elemta_server, plugin_entry) -
     for local in cases:
         code, _, took = rcpt(srv.port, f"{local}@localhost")
         assert code == 451, local
-        assert took < 1.5, local
+        assert took < 3.0, local  # an error at once, or the 0.3 s timeout for "wrongid"
     log = srv.log()
     for needle in ("unknown action 42", "SMTP code 250 does not fit action REJECT",
                    "enhanced status code '9.9'", "header change with op 0",
