@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.integration.delivery.conftest import FAST, RELAY, send
-from tests.support.mx_dns import ZoneDNS
+from tests.support.dns_server import ZoneServer
 from tests.support.ports import free_port, wait_port
 from tests.support.server import ServerProcess
 from tests.support.services import require_binary
@@ -90,11 +90,11 @@ def test_expiry_bounces(elemta_server) -> None:
 
 
 def test_mx_from_a_loopback_dns_server(elemta_server, sink: Sink) -> None:
-    zone = {"mx-domain.test": [("MX", "10 down.mx-domain.test"), ("MX", "20 up.mx-domain.test")],
-            "down.mx-domain.test": [("A", "127.0.0.2")],  # nothing listens there
-            "up.mx-domain.test": [("A", "127.0.0.1")],
-            "null-domain.test": [("MX", "0 .")]}
-    with ZoneDNS(zone) as dns:
+    with ZoneServer() as dns:
+        dns.mx("mx-domain.test", "down.mx-domain.test", 10).mx("mx-domain.test", "up.mx-domain.test", 20)
+        dns.a("down.mx-domain.test", "127.0.0.2")  # nothing listens there
+        dns.a("up.mx-domain.test", "127.0.0.1")
+        dns.mx("null-domain.test", ".", 0)
         srv: ServerProcess = elemta_server(server=RELAY, dns={"nameservers": [dns.address]},
                                            delivery={"smtp_port": sink.port})
         send(srv.port, "alice@localhost", ["bob@mx-domain.test", "nobody@null-domain.test"])

@@ -10,24 +10,25 @@ import pytest
 from elemta_core.delivery.mx import MXOutcome, lookup_mx
 from elemta_core.dns.config import DnsConfig
 from elemta_core.dns.resolver import Resolver
-from tests.support.mx_dns import ZoneDNS
+from tests.support.dns_server import ZoneServer
 
-ZONE = {
-    "pref.test": [("MX", "20 backup.pref.test"), ("MX", "10 primary.pref.test")],
-    "primary.pref.test": [("A", "127.0.0.1")],
-    "backup.pref.test": [("A", "127.0.0.2"), ("AAAA", "::1")],
-    "implicit.test": [("A", "127.0.0.3")],
-    "null.test": [("MX", "0 .")],
-    "noaddr.test": [("MX", "10 ghost.noaddr.test")],
-    "ghost.noaddr.test": [("TXT", "x")],
-    "nothing.test": [("TXT", "v=spf1 -all")],
-    "brokenmx.test": [("MX", "10 broken.test")],
-}
+
+def zone(dns: ZoneServer) -> ZoneServer:
+    dns.mx("pref.test", "backup.pref.test", 20).mx("pref.test", "primary.pref.test", 10)
+    dns.a("primary.pref.test", "127.0.0.1").a("backup.pref.test", "127.0.0.2", "::1")
+    dns.a("implicit.test", "127.0.0.3")
+    dns.mx("null.test", ".", 0)
+    dns.mx("noaddr.test", "ghost.noaddr.test").txt("ghost.noaddr.test", "x")
+    dns.txt("nothing.test", "v=spf1 -all")
+    dns.mx("brokenmx.test", "broken.test")
+    dns.servfail.update({"servfail.test", "broken.test"})
+    return dns
 
 
 @pytest.fixture(scope="module")
 def resolver() -> Iterator[Resolver]:
-    with ZoneDNS(ZONE, servfail={"servfail.test", "broken.test"}) as dns:
+    with ZoneServer() as dns:
+        zone(dns)
         yield Resolver(DnsConfig(nameservers=[dns.address], timeout=1.0, lifetime=2.0))
 
 
