@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed
 PROTO_FILES := $(shell find proto -name '*.proto' 2>/dev/null)
 PROTO_STAMP := $(VENV)/.proto
 
+# Regenerate docs/config-reference.md from the config dataclasses.
+config-doc: install
+	$(PY) scripts/gen-config-doc.py
+
+.PHONY: config-doc
 .PHONY: run test install proto proto-doc test-deps bench lint typecheck clean checksums
 
 run: install proto
