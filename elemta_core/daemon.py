@@ -149,7 +149,8 @@ class Daemon:
                            "tmp" if self.worker is None else f"tmp-w{self.worker}")
         await self.spool.start()
         quarantine = Quarantine(self.state_dir / "quarantine")
-        self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, self.resolver)
+        self.runner = QueueRunner.from_config(cfg, self.spool, self.pipeline, self.resolver,
+                                             self.metrics)
         submitter: Any = self.runner
         if self.worker not in (None, PRIMARY):
             self.forwarder = SubmitForwarder(worker_socket(self.state_dir, PRIMARY))

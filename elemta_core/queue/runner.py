@@ -17,6 +17,7 @@ and ``queued`` (for the DSNs made here; the SMTP handler calls it for received m
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import random
@@ -47,8 +48,11 @@ from elemta_core.queue.envelope import (
 from elemta_core.queue.spool import CorruptEntry, Spool
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from elemta_core.config.loader import Config
     from elemta_core.delivery.mx import DnsLookup
+    from elemta_core.metrics import Metrics
 
 __all__ = ["AttemptResult", "QueueRunner", "RemoteTransport", "Schedule"]
 
@@ -142,10 +146,13 @@ class QueueRunner:
         self.bounces = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self.metrics: Metrics | None = None
+        self._results: Counter | None = None
+        self._dsns: Counter | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, spool: Spool, pipeline: Callable[[], Pipeline],
-                    dns: DnsLookup | None) -> QueueRunner:
+                    dns: DnsLookup | None, metrics: Metrics | None = None) -> QueueRunner:
         """The runner the daemon uses: routes, SMTP/LMTP client and schedule from config."""
         from elemta_core.delivery.pool import ConnectionPool
         from elemta_core.delivery.remote import RemoteDelivery
@@ -159,10 +166,29 @@ class QueueRunner:
         pool = ConnectionPool(q.connection_reuse, q.connection_idle_seconds,
                               q.destination_concurrency)
         remote = RemoteDelivery(settings, dns, pool, q.destination_concurrency)
-        return cls(spool, cfg.maildir_root, tuple(d.local_domains), pipeline,
-                   concurrency=d.concurrency, schedule=Schedule.from_config(q),
-                   router=Router.from_config(d), remote=remote, hostname=cfg.server.hostname,
-                   maildir=MaildirWriter(cfg.maildir_root, cfg.spool.sync, cfg.spool.max_batch))
+        runner = cls(spool, cfg.maildir_root, tuple(d.local_domains), pipeline,
+                     concurrency=d.concurrency, schedule=Schedule.from_config(q),
+                     router=Router.from_config(d), remote=remote, hostname=cfg.server.hostname,
+                     maildir=MaildirWriter(cfg.maildir_root, cfg.spool.sync, cfg.spool.max_batch))
+        runner.metrics = metrics
+        return runner
+
+    def _export(self, metrics: Metrics) -> None:
+        """Queue depth per state (read at scrape time) and recipient results by status.
+        Only the process that runs the queue exports them (workers hand it their mail)."""
+        from prometheus_client import Counter
+
+        for st in QueueState:
+            metrics.queue_depth.labels(st.value).set_function(
+                functools.partial(self._depth, st))
+        self._results = Counter("elemta_delivery_results", "Recipient delivery attempts by "
+                                "outcome (delivered, deferred, failed)", ["status"],
+                                registry=metrics.registry)
+        self._dsns = Counter("elemta_dsn", "Delivery status notifications queued", ["kind"],
+                             registry=metrics.registry)
+
+    def _depth(self, state: QueueState) -> int:
+        return len(self.spool.ids(state))
 
     def reconfigure(self, cfg: Config) -> None:
         """SIGHUP: new routes and schedule apply from the next attempt on."""
@@ -175,6 +201,8 @@ class QueueRunner:
         """Recover: everything in active/ is delivered again, deferred/ waits its turn."""
         loop = asyncio.get_running_loop()
         self.maildir.start()
+        if self.metrics is not None and self._results is None:
+            self._export(self.metrics)
         active = await loop.run_in_executor(self._io, lambda: [
             qid for qid, env in self.spool.scan(QueueState.ACTIVE) if env is not None])
         deferred = await loop.run_in_executor(self._io, lambda: [
@@ -225,11 +253,23 @@ class QueueRunner:
                     self._claimed.discard(qid)
                     self._after.pop(qid, None)
             except Exception:
-                log.exception("delivery of %s failed unexpectedly; it stays queued", qid)
+                log.exception("delivery of %s failed unexpectedly; retrying it later", qid)
+                await self._retry_later(qid)
             finally:
                 self._inflight.discard(qid)
                 if not self._inflight:
                     self.idle.set()
+
+    async def _retry_later(self, qid: str) -> None:
+        """After an unexpected error (a full spool while queuing a DSN …): wait, then retry."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self.spool.move, qid, QueueState.ACTIVE, QueueState.DEFERRED)
+        except OSError as e:
+            log.error("%s cannot be moved to the deferred queue (%s); it is retried at the "
+                      "next start", qid, e)
+            return
+        self._schedule(qid, time.time() + self.schedule.retry[0])
 
     # -- the retry timer -----------------------------------------------------------------------
 
@@ -381,6 +421,8 @@ class QueueRunner:
                 rcpt.state = RecipientState.FAILED
                 self.failed += 1
                 failed.append(RecipientStatus(res.recipient, res.code, res.text, res.destination))
+            if self._results is not None:
+                self._results.labels(res.status).inc()
             log.info("%s to=<%s> relay=%s status=%s code=%s %s", env.queue_id, res.recipient,
                      res.destination or "-", res.status, res.code, res.text)
             await self._hook(HookPoint.DELIVERY_RESULT, env, DeliveryInfo(
@@ -469,6 +511,8 @@ class QueueRunner:
                         tags={"dsn.original": env.queue_id, "dsn.kind": kind.value})
         await self.spool.store(denv, dsn)
         self.bounces += 1
+        if self._dsns is not None:
+            self._dsns.labels(kind.value).inc()
         log.info("%s queued %s notice %s to <%s>", env.queue_id, kind.value, qid, env.mail_from)
         self.submit(qid)
         await self._hook(HookPoint.QUEUED, denv, DeliveryInfo(qid, status="queued"))
@@ -530,10 +574,19 @@ class QueueRunner:
         return "held"
 
     async def release(self, queue_id: str) -> str:
-        """Held (or failed) back to active, delivered now."""
+        """Held back to active, delivered now. A message kept in ``failed`` is retried for
+        its failed recipients (the operator fixed the cause)."""
         st = self.locate(queue_id)
         if st not in (QueueState.HOLD, QueueState.FAILED):
             raise LookupError(f"no message {queue_id} on hold")
+        if st is QueueState.FAILED:
+            loop = asyncio.get_running_loop()
+            env, data = await self.spool.aread(queue_id, st)
+            for r in env.recipients:
+                if r.state is RecipientState.FAILED:
+                    r.state = RecipientState.PENDING
+            env.received_at = time.time()  # a fresh lifetime, or it would expire at once
+            await loop.run_in_executor(self._io, self.spool.rewrite_envelope, env, data, st)
         await self._move(queue_id, st, QueueState.ACTIVE)
         self.submit(queue_id)
         return "released"

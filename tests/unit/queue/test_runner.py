@@ -325,3 +325,63 @@ async def test_crash_recovery_redelivers_only_pending(tmp_path: Path) -> None:
     assert sorted(remote.calls) == [("smtp:remote.test:25", ["later@remote.test"]),
                                     ("smtp:remote.test:25", ["todo@remote.test"])]
     assert spool.ids(QueueState.ACTIVE) == spool.ids(QueueState.DEFERRED) == []
+
+
+async def test_release_of_a_kept_failed_message_retries_its_failed_recipients(q: Env) -> None:
+    q.runner.schedule = Schedule(keep_failed=True)
+    q.remote.script["gone@remote.test"] = [(550, "5.1.1 no"), (250, "2.0.0 ok now")]
+    qid = await q.queue("alice@localhost", ["gone@remote.test", "ok@remote.test"])
+    await q.settle()
+    assert q.state(qid) is QueueState.FAILED
+    assert await q.runner.release(qid) == "released"
+    await q.settle()
+    assert q.state(qid) is None
+    assert q.remote.calls[-1] == ("smtp:remote.test:25", ["gone@remote.test"])
+
+
+async def test_an_unexpected_error_defers_instead_of_stranding_the_message(q: Env) -> None:
+    calls = 0
+    original = q.runner._record
+
+    async def broken(env, data, results):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk trouble")
+        await original(env, data, results)
+
+    q.runner._record = broken  # type: ignore[method-assign]
+    qid = await q.queue("alice@localhost", ["carol@remote.test"])
+    await q.settle()
+    assert q.state(qid) is QueueState.DEFERRED and qid in q.runner._due
+    await q.runner.flush(qid)
+    await q.settle()
+    assert q.state(qid) is None
+
+
+async def test_metrics_queue_depth_and_results(tmp_path: Path) -> None:
+    from elemta_core.metrics import Metrics
+
+    spool = Spool(tmp_path / "spool")
+    await spool.start()
+    remote = Scripted({"later@remote.test": [(451, "4.3.0 later")]})
+    runner = QueueRunner(spool, tmp_path / "mail", ("localhost",), lambda: Pipeline([]),
+                         remote=remote)
+    metrics = Metrics()
+    runner.metrics = metrics
+    await runner.start()
+    for rcpt in ("now@remote.test", "later@remote.test", "bob@localhost"):
+        env = Envelope(new_queue_id(), "", [Recipient(rcpt)])
+        await spool.store(env, MSG)
+        runner.submit(env.queue_id)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if runner.idle.is_set() and runner.deferred:
+            break
+    reg = metrics.registry
+    assert reg.get_sample_value("elemta_queue_depth", {"state": "deferred"}) == 1
+    assert reg.get_sample_value("elemta_queue_depth", {"state": "active"}) == 0
+    assert reg.get_sample_value("elemta_delivery_results_total", {"status": "delivered"}) == 2
+    assert reg.get_sample_value("elemta_delivery_results_total", {"status": "deferred"}) == 1
+    await runner.stop()
+    await spool.close()
