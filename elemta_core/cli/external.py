@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import click
 
 from elemta_core.config.errors import ConfigError
 from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import Action, HookPoint, HookResult, smtp_reply
+from elemta_core.hooks.types import Action, HeaderChange, HookPoint, HookResult, smtp_reply
 
 config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                              default=None, help="TOML config file (default: embedded defaults)")
@@ -84,12 +85,28 @@ def build_context(hook: HookPoint, peer_ip: str, helo: str | None, mail_from: st
     return ctx
 
 
+@dataclass(frozen=True)
+class Collected:
+    """What the calls left in the context: tags (beyond ``--tag``) and header changes."""
+
+    tags: dict[str, str]
+    headers: tuple[HeaderChange, ...]
+
+
+def collected(ctx: HookContext, given: dict[str, str]) -> Collected:
+    return Collected({k: v for k, v in ctx.tags.items() if given.get(k) != v},
+                     tuple(ctx.header_changes))
+
+
+def _header_json(h: HeaderChange) -> dict[str, Any]:
+    return {"op": h.op.value, "name": h.name, "value": h.value, "index": h.index}
+
+
 def result_json(r: HookResult) -> dict[str, Any]:
     return {
         "action": r.action.name.lower(), "code": r.code, "enhanced": r.enhanced, "text": r.text,
         "reply": smtp_reply(r) if r.action is not Action.CONTINUE else None,
-        "headers": [{"op": h.op.value, "name": h.name, "value": h.value, "index": h.index}
-                    for h in r.headers],
+        "headers": [_header_json(h) for h in r.headers],
         "tags": dict(r.tags), "reason": r.reason,
     }
 
@@ -132,7 +149,7 @@ def plugin_test(name: str, hook_name: str, message_file: str | None, mail_from: 
     if hook is HookPoint.MESSAGE and message is None:
         raise click.BadParameter("the message hook needs --message FILE.eml")
 
-    async def run() -> tuple[HookResult, dict[str, Any], list[float]]:
+    async def run() -> tuple[HookResult, Collected, dict[str, Any], list[float]]:
         with tempfile.TemporaryDirectory(prefix="elemta-plugin-test-") as tmp:
             h = _handle(entry, Path(tmp))
             await h.start()
@@ -144,22 +161,22 @@ def plugin_test(name: str, hook_name: str, message_file: str | None, mail_from: 
                 pipe = Pipeline(links)
                 times: list[float] = []
                 r = HookResult()
+                got = Collected({}, ())
                 for _ in range(max(repeat, 1)):
                     ctx = build_context(hook, peer_ip, helo, mail_from, list(rcpt), message,
                                         tags, tls, auth_user)
                     t0 = time.perf_counter()
                     r = await pipe.run(hook, ctx)
                     times.append(time.perf_counter() - t0)
+                    got = collected(ctx, tags)
                     if r.action is Action.CONTINUE:  # the pipeline merged them into ctx
-                        r = HookResult(headers=tuple(ctx.header_changes),
-                                       tags={k: v for k, v in ctx.tags.items()
-                                             if tags.get(k) != v})
-                return r, h.info(), times
+                        r = HookResult(headers=got.headers, tags=got.tags)
+                return r, got, h.info(), times
             finally:
                 await h.stop()
 
     try:
-        r, info, times = asyncio.run(run())
+        r, got, info, times = asyncio.run(run())
     except ConfigError as e:
         _fail(str(e), 1)
     if info["failures"]:
@@ -169,10 +186,11 @@ def plugin_test(name: str, hook_name: str, message_file: str | None, mail_from: 
         s = sorted(times)
         click.echo(f"{len(s)} calls: p50 {s[len(s) // 2] * 1e6:.0f} µs, "
                    f"p99 {s[int(len(s) * 0.99)] * 1e6:.0f} µs", err=True)
-    if as_json:
-        click.echo(json.dumps(result_json(r), indent=2))
-        return
     out = result_json(r)
+    out["collected"] = {"tags": got.tags, "headers": [_header_json(h) for h in got.headers]}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
     click.echo(f"{entry.name} {hook.value}: {out['action'].upper()}")
     if out["reply"]:
         click.echo(f"  reply:   {out['reply']}")
@@ -182,6 +200,12 @@ def plugin_test(name: str, hook_name: str, message_file: str | None, mail_from: 
         click.echo(f"  tag:     {k}={v}")
     if out["reason"]:
         click.echo(f"  reason:  {out['reason']}")
+    if (got.tags, got.headers) != (dict(r.tags), tuple(r.headers)):
+        click.echo("  collected on the way (tags and header changes the message carries on):")
+        for hc in out["collected"]["headers"]:
+            click.echo(f"    header: {hc['op']} {hc['name']}: {hc['value']}")
+        for k, v in got.tags.items():
+            click.echo(f"    tag:    {k}={v}")
 
 
 @click.command("info")

@@ -12,6 +12,10 @@ from elemta_core.external.proto_gen.grpc_health.v1 import health_pb2, health_pb2
 from elemta_core.external.proto_gen.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc
 
 
+#: Ends of a Shutdown call that mean "exiting": the plugin closed its server first.
+SHUTDOWN_ACKS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
 class Controller:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         # The generated stubs are untyped; the calls below are checked against the .pyi.
@@ -32,9 +36,14 @@ class Controller:
             raise ProtocolError(f"health check says {name} for service {HEALTH_SERVICE!r}")
 
     async def shutdown(self, timeout: float) -> bool:
-        """Ask the plugin to exit; False when it did not acknowledge in time."""
+        """Ask the plugin to exit; False when it did not acknowledge in time.
+
+        go-plugin 1.0.1 stops its gRPC server before it answers Shutdown, so the call ends
+        UNAVAILABLE or CANCELLED although the plugin is exiting: that counts as acknowledged
+        (the caller then waits the grace period for the exit instead of killing at once).
+        """
         try:
             await self._controller.Shutdown(grpc_controller_pb2.Empty(), timeout=timeout)
-        except grpc.aio.AioRpcError:
-            return False
+        except grpc.aio.AioRpcError as e:
+            return e.code() in SHUTDOWN_ACKS
         return True

@@ -72,3 +72,31 @@ def test_plugin_pin(tmp_path: Path) -> None:
     r = elemta("plugin", "pin", str(cat))
     assert r.returncode == 0 and "updated plugin.py" in r.stdout
     assert elemta("plugin", "pin", str(cat)).stdout.strip().endswith("up to date")
+
+
+def test_plugin_test_shows_tags_and_headers_collected_from_continue_answers(
+        tmp_path: Path) -> None:
+    """The JSON carries what the calls left in the context next to the final result, and a
+    final REJECT still shows the tags the answer set."""
+    from tests.integration.external.conftest import HERE, sha256
+
+    d = tmp_path / "behave"
+    d.mkdir(mode=0o700)
+    script = d / "behave.py"
+    script.write_bytes((HERE / "plugins" / "behave.py").read_bytes())
+    cat = d / "catalog.toml"
+    cat.write_text('[[plugins.external]]\nname = "behave"\ncommand = ["{python}", "behave.py"]\n'
+                   f'sha256 = {{ "behave.py" = "{sha256(script)}" }}\n')
+    ok = elemta("plugin", "test", str(cat), "--hook", "rcpt_to", "--mail-from", "a@x.org",
+                "--rcpt", "bob@localhost", "--tag", "given=1", "--json")
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert out["action"] == "continue"
+    assert out["collected"] == {"tags": {"behave": "ok"}, "headers": []}
+    assert out["tags"] == {"behave": "ok"}
+    rej = elemta("plugin", "test", str(cat), "--hook", "rcpt_to", "--mail-from", "a@x.org",
+                 "--rcpt", "reject@localhost")
+    assert rej.returncode == 0, rej.stderr
+    assert "behave rcpt_to: REJECT" in rej.stdout
+    assert "550 5.7.1 no thanks" in rej.stdout
+    assert "tag:     behave=rejected" in rej.stdout
