@@ -16,6 +16,7 @@ round so load from others on the machine falls on both alike. Needs root (Postfi
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from tests.support.ports import free_port, wait_port
 from tests.support.server import ServerProcess, base_config
@@ -51,7 +53,8 @@ class CountingSink:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         tail = b""
-        while chunk := self.proc.stdout.read1(4096):
+        stream = cast(io.BufferedReader, self.proc.stdout)
+        while chunk := stream.read1(4096):
             tail = (tail + chunk)[-256:]
             found = re.findall(rb"mesg=(\d+)", tail)
             if found:

@@ -154,7 +154,7 @@ class Sink:
             time.sleep(0.02)
         return self.recipients()
 
-    def start(self) -> Sink:
+    def start(self) -> Self:
         self.controller.start()
         return self
 
