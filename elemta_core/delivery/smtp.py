@@ -15,12 +15,15 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPException
 from aiosmtplib.protocol import PERIOD_REGEX, SMTPProtocol, normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
+
+if TYPE_CHECKING:
+    from elemta_core.config.loader import Config
 
 log = logging.getLogger("elemta.delivery.smtp")
 
@@ -34,6 +37,13 @@ class ClientSettings:
     command_timeout: float = 300.0
     tls: Literal["opportunistic", "require", "none"] = "opportunistic"
     tls_verify: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ClientSettings:
+        d = cfg.delivery
+        return cls(helo_name=d.helo_name or cfg.server.hostname,
+                   connect_timeout=d.connect_timeout, command_timeout=d.command_timeout,
+                   tls=d.tls, tls_verify=d.tls_verify)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,10 +159,7 @@ class QueueRunner:
         from elemta_core.delivery.smtp import ClientSettings
 
         d, q = cfg.delivery, cfg.queue
-        settings = ClientSettings(helo_name=d.helo_name or cfg.server.hostname,
-                                  connect_timeout=d.connect_timeout,
-                                  command_timeout=d.command_timeout, tls=d.tls,
-                                  tls_verify=d.tls_verify)
+        settings = ClientSettings.from_config(cfg)
         pool = ConnectionPool(q.connection_reuse, q.connection_idle_seconds,
                               q.destination_concurrency)
         remote = RemoteDelivery(settings, dns, pool, q.destination_concurrency)
@@ -191,9 +188,16 @@ class QueueRunner:
         return len(self.spool.ids(state))
 
     def reconfigure(self, cfg: Config) -> None:
-        """SIGHUP: new routes and schedule apply from the next attempt on."""
+        """SIGHUP: routes, schedule and client settings (TLS, timeouts, HELO name) apply
+        from the next attempt on; worker counts and per-destination limits at restart."""
+        from elemta_core.delivery.remote import RemoteDelivery
+        from elemta_core.delivery.smtp import ClientSettings
+
         self.router = Router.from_config(cfg.delivery)
         self.schedule = Schedule.from_config(cfg.queue)
+        self.hostname = cfg.server.hostname
+        if isinstance(self.remote, RemoteDelivery):
+            self.remote.settings = ClientSettings.from_config(cfg)
 
     # -- life cycle ----------------------------------------------------------------------------
 

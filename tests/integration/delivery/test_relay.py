@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -180,3 +181,21 @@ def test_many_messages_share_connections(elemta_server, sink: Sink) -> None:
         t.join()
     assert len(sink.wait(20)) == 20
     assert sink.handler.sessions <= 4  # at most 2 at a time, and they are reused
+
+
+def test_sighup_reload_changes_routes(elemta_server) -> None:
+    with Sink() as first, Sink() as second:
+        srv: ServerProcess = elemta_server(server=RELAY, delivery={
+            "transports": {"remote.test": f"smtp:[127.0.0.1]:{first.port}"}})
+        send(srv.port, "alice@localhost", ["bob@remote.test"], "before")
+        assert len(first.wait(1)) == 1
+        srv.config["delivery"]["transports"]["remote.test"] = f"smtp:[127.0.0.1]:{second.port}"
+        srv.write_config()
+        reloads = srv.log().count("configuration reloaded")
+        srv.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while srv.log().count("configuration reloaded") == reloads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        send(srv.port, "alice@localhost", ["bob@remote.test"], "after")
+        (got,) = second.wait(1)
+    assert b"Subject: after" in got.data and len(first.messages) == 1
