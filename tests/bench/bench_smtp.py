@@ -40,12 +40,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--plugins", default="", help="comma-separated plugins to enable in elemta")
+    ap.add_argument("--sync", default="fsync", choices=["fsync", "syncfs"], help="[spool] sync")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         enabled = [p for p in a.plugins.split(",") if p]
         srv = ServerProcess(base_config(work, plugins={"enabled": enabled},
-                                        logging={"level": "warning"}), work)
+                                        logging={"level": "warning"}, spool={"sync": a.sync}),
+                            work)
         srv.start()
         sink_port = free_port()
         sink = subprocess.Popen([sys.executable, "-m", "tests.bench.sink_aiosmtpd", str(sink_port)])
@@ -63,6 +65,7 @@ def main() -> None:
             srv.stop()
     out = {
         "messages": a.messages, "sessions": a.sessions, "size": a.size, "plugins": enabled,
+        "sync": a.sync,
         "elemta_msgs_per_s": round(statistics.median(el), 1),
         "aiosmtpd_sink_msgs_per_s": round(statistics.median(bare), 1),
         "ratio_elemta_vs_bare_aiosmtpd": round(statistics.median(el) / statistics.median(bare), 3),
