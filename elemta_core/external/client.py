@@ -144,6 +144,8 @@ class PluginClient:
                 if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise PluginUnavailable(e.details() or e.code().name) from None
                 raise CallError(f"HandleHook failed: {e.code().name} {e.details() or ''}") from None
+            if resp is None:  # grpc.aio's answer when the bytes do not parse
+                raise CallError("malformed reply: the answer is not a HookResponse")
             return response_result(resp)
         if self.broken.is_set():
             raise PluginUnavailable(self.broken_reason)

@@ -11,7 +11,6 @@ from elemta_core.external.errors import ProtocolError
 from elemta_core.external.proto_gen.grpc_health.v1 import health_pb2, health_pb2_grpc
 from elemta_core.external.proto_gen.plugin import grpc_controller_pb2, grpc_controller_pb2_grpc
 
-
 #: Ends of a Shutdown call that mean "exiting": the plugin closed its server first.
 SHUTDOWN_ACKS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 

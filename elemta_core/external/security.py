@@ -12,6 +12,7 @@ import resource
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Where a program named in ``command`` without a path (``python3``, ``node``) may be found
+#: and run without a pin: system directories only root can write. Anything else on PATH
+#: (a pyenv shim, ~/.local/bin, a venv) must be pinned by its resolved absolute path.
+TRUSTED_PROGRAM_DIRS = (Path("/usr/bin"), Path("/bin"), Path("/usr/local/bin"),
+                        Path("/usr/sbin"), Path("/sbin"))
+
+
 def _writable_by_others(path: Path) -> bool:
     st = path.stat()
     if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
@@ -41,27 +49,68 @@ def _writable_by_others(path: Path) -> bool:
     return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def verify(entry: CatalogEntry) -> None:
-    """Refuse a launch unless every file that runs is pinned, unchanged and not writable by
-    others. Blocking (reads files): call it in an executor."""
+def check_tree(path: Path, owners: frozenset[int] | None = None) -> None:
+    """Refuse ``path`` unless it and every directory above it, up to ``/``, is owned by root
+    or the server's user and is not group- or world-writable (sticky dirs excepted): whoever
+    could write any of them could swap the file between the check and the exec."""
+    owners = owners if owners is not None else frozenset({0, os.geteuid()})
+    p = path
+    while True:
+        try:
+            st = p.stat()
+        except OSError as e:
+            raise RefusedError(f"cannot stat {p}: {e.strerror}") from None
+        if st.st_uid not in owners:
+            raise RefusedError(f"{p} is owned by uid {st.st_uid}, not by root or the server's "
+                               f"user (uid {os.geteuid()}); run chown root {p}")
+        if _writable_by_others(p):
+            raise RefusedError(f"{p} is group- or world-writable; run chmod go-w {p}")
+        if p.parent == p:
+            return
+        p = p.parent
+
+
+def resolve_program(entry: CatalogEntry) -> Path | None:
+    """The file ``command[0]`` runs: ``{python}`` is the server's interpreter, a bare name is
+    looked up on the child's PATH (as exec would), a path is taken as written."""
+    prog = entry.command[0]
+    if prog == PYTHON_TOKEN:
+        return Path(sys.executable)
+    if "/" in prog:
+        return entry.resolve(prog)
+    path = entry.env.get("PATH", os.environ.get("PATH", os.defpath))
+    found = shutil.which(prog, path=path)
+    if found is None:
+        raise RefusedError(f"{prog!r} (command[0]) is not found on PATH {path}")
+    return Path(found).absolute()
+
+
+def verify(entry: CatalogEntry) -> list[str]:
+    """Refuse a launch unless every file that runs is pinned (or a trusted interpreter),
+    unchanged, owned by root or the server's user, and not writable by others up to ``/``.
+    Returns the argv to run, with ``command[0]`` resolved to the file that was checked.
+    Blocking (reads files): call it in an executor."""
     pinned = entry.pinned()
     for i, arg in enumerate(entry.command):
-        if arg == PYTHON_TOKEN or (i > 0 and arg.startswith("-")):
+        if i == 0 or (i > 0 and arg.startswith("-")):
             continue
         p = entry.resolve(arg)
         inside = not Path(arg).is_absolute() or p.is_relative_to(entry.base_dir)
         if inside and p.is_file() and p not in pinned:
             raise RefusedError(f"{p} is run but not pinned: add it to sha256 "
                                f"(sha256 = {sha256_file(p)})")
+    argv = entry.argv()
+    prog = resolve_program(entry)
+    if prog is not None:
+        argv[0] = str(prog)
+        _check_program(entry, prog, pinned)
     for path, want in pinned.items():
         try:
             if not path.exists():
                 raise FileNotFoundError(path)
             if not path.is_file():
                 raise RefusedError(f"pinned file {path} is not a regular file")
-            for p in (path, path.parent):
-                if _writable_by_others(p):
-                    raise RefusedError(f"{p} is group- or world-writable; run chmod go-w {p}")
+            check_tree(path)
             got = sha256_file(path)
         except FileNotFoundError:
             raise RefusedError(f"pinned file {path} does not exist") from None
@@ -70,6 +119,23 @@ def verify(entry: CatalogEntry) -> None:
         if got != want:
             raise RefusedError(f"checksum mismatch for {path}: pinned {want}, file has {got}; "
                                "if the change is yours, update sha256 (make checksums)")
+    return argv
+
+
+def _check_program(entry: CatalogEntry, prog: Path, pinned: dict[Path, str]) -> None:
+    """The program itself: pinned (checked with the other pins), or a trusted interpreter:
+    ``{python}`` (the server's own) or a bare name found in :data:`TRUSTED_PROGRAM_DIRS`."""
+    real = Path(os.path.realpath(prog))
+    if prog in pinned or real in pinned:
+        return
+    if entry.command[0] == PYTHON_TOKEN or prog.parent in TRUSTED_PROGRAM_DIRS:
+        check_tree(prog)
+        check_tree(real)
+        return
+    digest = sha256_file(real) if real.is_file() else "<file missing>"
+    raise RefusedError(f"{prog} (command[0]) is run but not pinned and not in a trusted "
+                       f"system directory ({', '.join(map(str, TRUSTED_PROGRAM_DIRS))}): "
+                       f'pin it ("{real}" = "{digest}") or use {{python}}')
 
 
 def environment(entry: CatalogEntry, socket_dir: Path, state_dir: Path) -> dict[str, str]:

@@ -120,7 +120,7 @@ class Supervisor:
         e = self.entry
         self._set(State.STARTING)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, verify, e)
+        argv = await loop.run_in_executor(None, verify, e)
         timeout = e.start_timeout_ms / 1000
         deadline = loop.time() + timeout
         self._socket_dir = private_dir(e.name, e.user)
@@ -128,7 +128,7 @@ class Supervisor:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if e.user:
             shutil.chown(data_dir, e.user)
-        proc = PluginProcess(e.name, e.argv(), environment(e, self._socket_dir, data_dir),
+        proc = PluginProcess(e.name, argv, environment(e, self._socket_dir, data_dir),
                              e.base_dir, e.limits, e.user)
         self.process = proc
         hs = await proc.start(timeout)
