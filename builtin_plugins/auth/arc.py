@@ -17,17 +17,17 @@ from typing import Any
 import dkim
 
 from builtin_plugins.auth import results
+from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.dkim_verify import DKIMPY_LOG
 from builtin_plugins.auth.keys import DkimKey, DkimKeyError, KeyType, load_key
 from builtin_plugins.auth.policy import printable
-from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.dns.answer import DnsTemporaryError
 from elemta_core.dns.sync import SyncResolver, dkim_txt_lookup
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
 from elemta_core.message.message import Message
-from elemta_core.plugins.api import Plugin, PluginServices
+from elemta_core.plugins.api import PluginServices
 
 log = logging.getLogger("elemta.plugin.arc")
 
@@ -105,23 +105,7 @@ def seal(message: Message, selector: str, domain: str, key: DkimKey,
     return out
 
 
-class _ArcBase(Plugin):
-    config_section = "authentication"
-    Config = AuthConfig
-    config: AuthConfig
-    timeout = 30.0
-
-    def __init__(self, config: AuthConfig | None, services: PluginServices) -> None:
-        super().__init__(config or AuthConfig(), services)
-        self.authserv_id = self.config.authserv_id or services.hostname
-        self.runtime = AuthRuntime(services, self.config.workers)
-
-    async def start(self) -> None:
-        await self.runtime.start()
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
-
+class _ArcBase(AuthPlugin):
     async def _verify(self, ctx: HookContext) -> dict[str, str]:
         assert ctx.message is not None
         chk = await self.runtime.run(verify_arc, ctx.message.raw, self.runtime.sync,

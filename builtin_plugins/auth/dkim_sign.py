@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dkim
 
+from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.dkim_verify import DKIMPY_LOG
 from builtin_plugins.auth.keys import (
@@ -26,11 +27,10 @@ from builtin_plugins.auth.keys import (
     write_private,
     zone_line,
 )
-from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
 from elemta_core.message.message import Message
-from elemta_core.plugins.api import Plugin, PluginServices
+from elemta_core.plugins.api import PluginServices
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +75,12 @@ def sign_message(message: Message, signers: list[Signer], headers: list[bytes],
     return out
 
 
-class DkimSignPlugin(Plugin):
+class DkimSignPlugin(AuthPlugin):
     name = "dkim_sign"
     version = "1.0.0"
     description = "DKIM signing of outgoing mail (RSA, Ed25519, dual signing, oversigning)"
     priority = 90  # after the checks and scanners, so it signs the final headers
     failure_policy = FailurePolicy.TEMPFAIL  # never send mail unsigned by accident
-    timeout = 30.0
-    config_section = "authentication"
-    Config = AuthConfig
-    config: AuthConfig
 
     @staticmethod
     def keygen(path: Path, domain: str, selector: str, key_type: str,
@@ -95,8 +91,7 @@ class DkimSignPlugin(Plugin):
         return zone_line(selector, domain, key)
 
     def __init__(self, config: AuthConfig | None, services: PluginServices) -> None:
-        super().__init__(config or AuthConfig(), services)
-        self.runtime = AuthRuntime(services, self.config.workers)
+        super().__init__(config, services)
         self.signers: dict[str, list[Signer]] = {}
 
     def _path(self, p: str) -> str:
@@ -110,10 +105,7 @@ class DkimSignPlugin(Plugin):
             except DkimKeyError as e:
                 raise RuntimeError(f"authentication.dkim_keys ({k.domain}/{k.selector}): {e}")
             self.signers.setdefault(k.domain, []).append(Signer(k.domain, k.selector, key))
-        await self.runtime.start()
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
+        await super().start()
 
     def signers_for(self, domain: str) -> list[Signer]:
         """The keys of ``domain`` or of its closest parent that has keys."""

@@ -21,14 +21,12 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from builtin_plugins.auth import results
-from builtin_plugins.auth.config import AuthConfig
+from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.policy import Refusal, decide, printable
-from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.dns.answer import DnsTemporaryError
 from elemta_core.dns.sync import SyncResolver
 from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import FailurePolicy, HookResult
-from elemta_core.plugins.api import Plugin, PluginServices
+from elemta_core.hooks.types import HookResult
 
 
 class _LibraryLog:
@@ -228,29 +226,13 @@ _REFUSALS = {
 _DEFAULT_REFUSAL = Refusal(550, "5.7.20", "No passing DKIM signature found")
 
 
-class DkimVerifyPlugin(Plugin):
+class DkimVerifyPlugin(AuthPlugin):
     """Verifies every DKIM signature; results become tags and Authentication-Results."""
 
     name = "dkim"
     version = "1.0.0"
     description = "DKIM verification (RFC 6376, RSA and Ed25519)"
     priority = 51
-    failure_policy = FailurePolicy.CONTINUE
-    timeout = 30.0
-    config_section = "authentication"
-    Config = AuthConfig
-    config: AuthConfig
-
-    def __init__(self, config: AuthConfig | None, services: PluginServices) -> None:
-        super().__init__(config or AuthConfig(), services)
-        self.authserv_id = self.config.authserv_id or services.hostname
-        self.runtime = AuthRuntime(services, self.config.workers)
-
-    async def start(self) -> None:
-        await self.runtime.start()
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
 
     async def on_message(self, ctx: HookContext) -> HookResult:
         if not self.config.dkim_enabled or ctx.message is None:

@@ -20,16 +20,15 @@ from typing import Any
 from publicsuffixlist import PublicSuffixList
 
 from builtin_plugins.auth import results
+from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.config import AuthConfig, PolicyAction
 from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
 from builtin_plugins.auth.policy import Refusal, decide
-from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import check_spf
 from elemta_core.dns.answer import DnsAnswer, DnsStatus
 from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import CONTINUE, FailurePolicy, HookResult
+from elemta_core.hooks.types import CONTINUE, HookResult
 from elemta_core.message.message import Message
-from elemta_core.plugins.api import Plugin, PluginServices
 
 
 class DmarcResult(str, enum.Enum):
@@ -229,21 +228,11 @@ def enforce(chk: DmarcCheck, cap: str) -> Disposition:
 _REFUSAL = Refusal(550, "5.7.1", "Email rejected per DMARC policy")
 
 
-class DmarcPlugin(Plugin):
+class DmarcPlugin(AuthPlugin):
     name = "dmarc"
     version = "1.0.0"
     description = "DMARC (RFC 7489) with alignment, p/sp/pct and a local enforcement cap"
     priority = 52  # after spf and dkim, whose tags it reads
-    failure_policy = FailurePolicy.CONTINUE
-    timeout = 30.0
-    config_section = "authentication"
-    Config = AuthConfig
-    config: AuthConfig
-
-    def __init__(self, config: AuthConfig | None, services: PluginServices) -> None:
-        super().__init__(config or AuthConfig(), services)
-        self.authserv_id = self.config.authserv_id or services.hostname
-        self.runtime = AuthRuntime(services, self.config.workers)
 
     @staticmethod
     async def diagnose(resolver: Any, raw: bytes, config: AuthConfig | None, authserv_id: str,
@@ -255,11 +244,8 @@ class DmarcPlugin(Plugin):
         return await verify_report(resolver, raw, config, authserv_id, ip, mail_from, helo)
 
     async def start(self) -> None:
-        await self.runtime.start()
+        await super().start()
         await self.runtime.run(_psl)  # load the list off the event loop, once
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
 
     async def on_message(self, ctx: HookContext) -> HookResult:
         cfg = self.config

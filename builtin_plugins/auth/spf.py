@@ -18,14 +18,12 @@ from typing import Any, ClassVar
 import spf as pyspf
 
 from builtin_plugins.auth import results
-from builtin_plugins.auth.config import AuthConfig
+from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.policy import Refusal, decide, printable
-from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.dns.answer import DnsTemporaryError
 from elemta_core.dns.sync import SyncResolver, spf_lookup
 from elemta_core.hooks.context import HookContext
-from elemta_core.hooks.types import CONTINUE, FailurePolicy, HeaderChange, HeaderOp, HookResult
-from elemta_core.plugins.api import Plugin, PluginServices
+from elemta_core.hooks.types import CONTINUE, HeaderChange, HeaderOp, HookResult
 
 
 class SpfResult(str, enum.Enum):
@@ -128,18 +126,13 @@ _REFUSALS = {
 }
 
 
-class SpfPlugin(Plugin):
+class SpfPlugin(AuthPlugin):
     """Checks the HELO and MAIL FROM identities; the per-result action decides."""
 
     name = "spf"
     version = "1.0.0"
     description = "SPF (RFC 7208) for MAIL FROM and HELO, with Received-SPF"
     priority = 50
-    failure_policy = FailurePolicy.CONTINUE
-    timeout = 30.0
-    config_section = "authentication"
-    Config = AuthConfig
-    config: AuthConfig
 
     _helo_cache: ClassVar[str] = "auth.spf.helo"
 
@@ -150,17 +143,6 @@ class SpfPlugin(Plugin):
         from builtin_plugins.auth.diagnose import spf_report
 
         return await spf_report(resolver, ip, mail_from, helo, receiver)
-
-    def __init__(self, config: AuthConfig | None, services: PluginServices) -> None:
-        super().__init__(config or AuthConfig(), services)
-        self.authserv_id = self.config.authserv_id or services.hostname
-        self.runtime = AuthRuntime(services, self.config.workers)
-
-    async def start(self) -> None:
-        await self.runtime.start()
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
 
     def _skip(self, ctx: HookContext) -> bool:
         return not self.config.spf_enabled or (
