@@ -99,6 +99,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._external: Any = None
+        self._hot_reload: Any = None
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -128,12 +130,15 @@ class Daemon:
         return mgr
 
     def extra_providers(self, cfg: Config) -> list[Any]:
-        """Plugin providers beyond entry points (the external plugin host, when present)."""
+        """Plugin providers beyond entry points (the external plugin host, when present);
+        one for the daemon's lifetime, so a reload keeps unchanged external plugins."""
         try:
             from elemta_core.external.provider import ExternalProvider
         except ImportError:
             return []
-        return [ExternalProvider(self.metrics)]
+        if self._external is None:
+            self._external = ExternalProvider(self.metrics)
+        return [self._external]
 
     async def start(self) -> None:
         cfg = self.config
@@ -203,6 +208,14 @@ class Daemon:
             await self.runner.start()
             if self.worker == PRIMARY:
                 self._sweeper = asyncio.create_task(sweep(self.spool, self.runner))
+        if cfg.plugins.hot_reload and self.config_path is not None:
+            from elemta_core.reload import HotReloader, watched_files
+
+            self._hot_reload = HotReloader(
+                lambda: watched_files(self.config, Path(str(self.config_path)),
+                                      self.manager.handles if self.manager else ()),
+                self.reload)
+            self._hot_reload.start()
         self.started_at = time.time()
         if self.worker is None:
             (self.state_dir / "elemta.pid").write_text(f"{os.getpid()}\n")
@@ -290,6 +303,8 @@ class Daemon:
         self._stop.set()
 
     async def stop(self) -> None:
+        if self._hot_reload is not None:
+            await self._hot_reload.stop()
         for srv in self.servers:
             srv.close()
         if self.handler is not None:
