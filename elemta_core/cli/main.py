@@ -122,6 +122,9 @@ def _render_plugins(rows: list[dict[str, Any]], live: bool) -> None:
                   str(p.get("restarts", 0)), p.get("last_error") or "",
                   str(p.get("avg_latency_us") or "-"))
     console.print(t)
+    for p in rows:  # the table cuts long texts to the terminal; why a plugin is down, in full
+        if p["state"] in ("refused", "disabled", "failed", "backoff") and p.get("last_error"):
+            click.echo(f"{p['name']} is {p['state']}: {p['last_error']}")
 
 
 @plugin.command("list")

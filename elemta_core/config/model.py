@@ -184,3 +184,4 @@ class PluginsConfig:
     options: dict[str, PluginOptions] = field(default_factory=dict)
     external: list[dict[str, Any]] = field(default_factory=list)
     hot_reload: bool = False
+    mtls: bool = False  # AutoMTLS on every external plugin's socket (an entry may override)

@@ -65,6 +65,8 @@ class CatalogEntry:
     max_restarts: int = 5
     restart_window_s: float = 60.0
     user: str = ""
+    #: AutoMTLS on the plugin socket (see :mod:`mtls`); None: ``[plugins] mtls``.
+    mtls: bool | None = None
     limits: Limits = field(default_factory=Limits)
     #: Where relative paths are resolved (the declaring file's directory) and that file.
     base_dir: Path = field(default=Path("."), init=False)

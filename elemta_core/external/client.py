@@ -23,6 +23,7 @@ from elemta_core.external.controller import Controller
 from elemta_core.external.convert import context_to_pb, response_result
 from elemta_core.external.errors import CallError, LaunchError, ProtocolError
 from elemta_core.external.handshake import Handshake
+from elemta_core.external.mtls import SERVER_NAME, CertPair, server_cert_pem
 from elemta_core.external.proto_gen.elemta.plugin.v1 import plugin_pb2 as pb
 from elemta_core.external.proto_gen.elemta.plugin.v1 import plugin_pb2_grpc
 from elemta_core.hooks.context import HookContext
@@ -40,9 +41,17 @@ CHANNEL_OPTIONS = [
 
 
 class PluginClient:
-    def __init__(self, name: str, handshake: Handshake) -> None:
+    def __init__(self, name: str, handshake: Handshake, tls: CertPair | None = None) -> None:
         self.name = name
-        self.channel = grpc.aio.insecure_channel(handshake.target, options=CHANNEL_OPTIONS)
+        if tls is not None:  # AutoMTLS: trust exactly the certificate of the handshake
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=server_cert_pem(handshake.server_cert),
+                private_key=tls.key_pem, certificate_chain=tls.cert_pem)
+            self.channel = grpc.aio.secure_channel(
+                handshake.target, creds,
+                options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", SERVER_NAME)])
+        else:
+            self.channel = grpc.aio.insecure_channel(handshake.target, options=CHANNEL_OPTIONS)
         self.stub = plugin_pb2_grpc.PluginStub(self.channel)  # type: ignore[no-untyped-call]
         self.controller = Controller(self.channel)
         self.description: pb.DescribeResponse | None = None

@@ -1,4 +1,5 @@
-"""The go-plugin handshake line: ``CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|PROTOCOL|[CERT]``.
+"""The go-plugin handshake line: ``CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|PROTOCOL|[CERT]``
+(CERT: the plugin's certificate under AutoMTLS, see :mod:`mtls`).
 
 A plugin prints exactly this on stdout once it listens, e.g. ``1|1|unix|/tmp/x/plugin1|grpc|``.
 Every way it can be wrong has its own message, because this is where a plugin author's
@@ -45,8 +46,9 @@ def _version(field: str, what: str, ours: int, line: str) -> int:
     return v
 
 
-def parse(raw: bytes) -> Handshake:
-    """Parse one line of the child's stdout (without checking the socket)."""
+def parse(raw: bytes, mtls: bool = False) -> Handshake:
+    """Parse one line of the child's stdout (without checking the socket); with ``mtls`` the
+    sixth field (the plugin's certificate) is required, without it refused."""
     try:
         line = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -77,9 +79,14 @@ def parse(raw: bytes) -> Handshake:
             raise HandshakeError(f"tcp address {address!r} is not a loopback host:port")
     else:
         raise HandshakeError(f"network {network!r} is not supported; use unix")
-    if cert:
+    if cert and not mtls:
         raise HandshakeError("the plugin offers a TLS certificate (AutoMTLS), which this "
-                             "server is not configured for; serve without TLS on the socket")
+                             "server is not configured for; serve without TLS on the socket "
+                             "or set mtls = true")
+    if mtls and not cert:
+        raise HandshakeError("mtls is on but the plugin answered without a certificate (the "
+                             "handshake's sixth field): its SDK does not do AutoMTLS; update "
+                             "it or set mtls = false for this plugin")
     return Handshake(core, app, network, address, protocol, cert)
 
 

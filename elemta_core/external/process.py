@@ -15,12 +15,11 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from elemta_core.external.catalog import Limits
 from elemta_core.external.errors import HandshakeError, LaunchError
 from elemta_core.external.handshake import MAX_LINE, Handshake, check_socket, parse
-from elemta_core.external.security import preexec
+from elemta_core.external.security import preexec, run_as
 
 _LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
            "WARN": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
@@ -48,8 +47,9 @@ class PluginProcess:
     """One launch of a plugin's command."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path,
-                 limits: Limits, user: str = "") -> None:
+                 limits: Limits, user: str = "", mtls: bool = False) -> None:
         self.name = name
+        self.mtls = mtls
         self.argv = argv
         self.env = env
         self.cwd = cwd
@@ -73,12 +73,12 @@ class PluginProcess:
 
     async def start(self, timeout: float) -> Handshake:
         """Spawn the child and return its checked handshake; any fault is a LaunchError."""
-        kw: dict[str, Any] = {"user": self.user} if self.user else {}  # uvloop: only if set
+        user = run_as(self.user) if self.user else None
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=self.env, cwd=str(self.cwd), limit=MAX_LINE,
-                preexec_fn=preexec(self.limits, os.getpid()), start_new_session=True, **kw,
+                preexec_fn=preexec(self.limits, os.getpid(), user), start_new_session=True,
             )
         except OSError as e:
             raise LaunchError(f"cannot run {self.argv[0]}: {e.strerror or e}") from None
@@ -106,7 +106,7 @@ class PluginProcess:
             raise LaunchError(f"exited with code {rc} before the handshake; "
                               f"stderr: {self._tail()}")
         try:
-            hs = parse(line)
+            hs = parse(line, self.mtls)
             check_socket(hs)
         except HandshakeError:
             self.kill()

@@ -216,6 +216,8 @@ class ExternalProvider:
             self._swept = True
             sweep_socket_dirs()  # left behind by a server that was SIGKILLed
         for entry in entries:
+            if entry.mtls is None:
+                entry.mtls = config.plugins.mtls
             h = self._running(entry)
             if h is None:
                 h = ExternalHandle(entry, services, self._restart_counter(entry.name),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -15,11 +16,13 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from elemta_core.external import constants as C
 from elemta_core.external.catalog import PYTHON_TOKEN, CatalogEntry, Limits
 from elemta_core.external.errors import RefusedError
+from elemta_core.external.mtls import ENV_CLIENT_CERT
 
 #: Variables of the server's environment a plugin may see; everything else is scrubbed.
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
@@ -138,10 +141,15 @@ def _check_program(entry: CatalogEntry, prog: Path, pinned: dict[Path, str]) -> 
                        f'pin it ("{real}" = "{digest}") or use {{python}}')
 
 
-def environment(entry: CatalogEntry, socket_dir: Path, state_dir: Path) -> dict[str, str]:
-    """The child's whole environment: the allowlist, the entry's ``env``, the handshake."""
+def environment(entry: CatalogEntry, socket_dir: Path, state_dir: Path,
+                client_cert: bytes | None = None) -> dict[str, str]:
+    """The child's whole environment: the allowlist, the entry's ``env``, the handshake
+    (with the host's AutoMTLS certificate when ``client_cert`` is given)."""
     env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
     env.update(entry.env)
+    env.pop(ENV_CLIENT_CERT, None)  # never a certificate from the catalog or our environment
+    if client_cert is not None:
+        env[ENV_CLIENT_CERT] = client_cert.decode()
     env.update({
         C.MAGIC_COOKIE_KEY: C.MAGIC_COOKIE_VALUE,
         C.ENV_PROTOCOL_VERSIONS: str(C.APP_PROTOCOL_VERSION),
@@ -200,8 +208,29 @@ def _prctl() -> Callable[[int, int], int] | None:
 _PRCTL = _prctl()
 
 
-def preexec(limits: Limits, parent: int) -> Callable[[], None]:
-    """Runs in the child between fork and exec: die with the parent, apply the limits.
+@dataclass(frozen=True)
+class RunAs:
+    """Who the child becomes: uid, primary gid and supplementary groups, all resolved in
+    the parent (the child runs between fork and exec and must not read /etc/passwd)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def run_as(user: str) -> RunAs:
+    """Resolve ``user`` (a name or a numeric uid); an unknown one is a RefusedError."""
+    try:
+        pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        raise RefusedError(f"user {user!r} does not exist") from None
+    return RunAs(pw.pw_uid, pw.pw_gid, tuple(os.getgrouplist(pw.pw_name, pw.pw_gid)))
+
+
+def preexec(limits: Limits, parent: int, user: RunAs | None = None) -> Callable[[], None]:
+    """Runs in the child between fork and exec: become ``user`` (groups first, uid last, so
+    no root group survives: subprocess's own ``user=`` keeps gid 0 and uvloop has no such
+    argument), die with the parent, apply the limits.
 
     Kept allocation-light: it runs in a forked copy of a threaded process.
     """
@@ -215,6 +244,11 @@ def preexec(limits: Limits, parent: int) -> Callable[[], None]:
     prctl = _PRCTL
 
     def child() -> None:
+        if user is not None:
+            os.setgroups(list(user.groups))
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        # After the uid change: changing credentials clears the parent-death signal.
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the server died before prctl took effect

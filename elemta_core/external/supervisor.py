@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from elemta_core import __version__
+from elemta_core.external import mtls
 from elemta_core.external.catalog import CatalogEntry
 from elemta_core.external.client import PluginClient
 from elemta_core.external.errors import ExternalPluginError, LaunchError, RefusedError
@@ -128,11 +129,12 @@ class Supervisor:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if e.user:
             shutil.chown(data_dir, e.user)
-        proc = PluginProcess(e.name, argv, environment(e, self._socket_dir, data_dir),
-                             e.base_dir, e.limits, e.user)
+        tls = await loop.run_in_executor(None, mtls.generate) if e.mtls else None
+        env = environment(e, self._socket_dir, data_dir, tls.cert_pem if tls else None)
+        proc = PluginProcess(e.name, argv, env, e.base_dir, e.limits, e.user, bool(e.mtls))
         self.process = proc
         hs = await proc.start(timeout)
-        client = PluginClient(e.name, hs)
+        client = PluginClient(e.name, hs, tls)
         self.client = None
         self._pending_client = client
         await client.connect(max(deadline - loop.time(), 0.1))

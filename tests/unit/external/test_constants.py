@@ -10,7 +10,7 @@ def test_sdk_and_host_agree() -> None:
 
     for name in ("CORE_PROTOCOL_VERSION", "APP_PROTOCOL_VERSION", "MAGIC_COOKIE_KEY",
                  "MAGIC_COOKIE_VALUE", "ENV_PROTOCOL_VERSIONS", "ENV_SOCKET_DIR",
-                 "ENV_PLUGIN_NAME", "ENV_STATE_DIR", "HEALTH_SERVICE"):
+                 "ENV_PLUGIN_NAME", "ENV_STATE_DIR", "HEALTH_SERVICE", "ENV_CLIENT_CERT"):
         assert getattr(sdk, name) == getattr(host, name), name
 
 

@@ -18,6 +18,8 @@ MAGIC_COOKIE_VALUE = "3f1b7c52e0a94d6c8e2f5a71c4d9b806"
 ENV_PROTOCOL_VERSIONS = "PLUGIN_PROTOCOL_VERSIONS"
 #: Where to put the unix socket (newer go-plugin); go-plugin 1.0.1 uses TMPDIR, set too.
 ENV_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
+#: go-plugin's AutoMTLS: the host's client certificate (PEM); set only when mTLS is on.
+ENV_CLIENT_CERT = "PLUGIN_CLIENT_CERT"
 ENV_PLUGIN_NAME = "ELEMTA_PLUGIN_NAME"
 ENV_STATE_DIR = "ELEMTA_PLUGIN_STATE_DIR"
 

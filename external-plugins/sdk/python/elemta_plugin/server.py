@@ -25,6 +25,7 @@ from elemta_plugin._proto.plugin import grpc_controller_pb2, grpc_controller_pb2
 from elemta_plugin.constants import (
     APP_PROTOCOL_VERSION,
     CORE_PROTOCOL_VERSION,
+    ENV_CLIENT_CERT,
     ENV_PROTOCOL_VERSIONS,
     ENV_SOCKET_DIR,
     HEALTH_SERVICE,
@@ -133,6 +134,49 @@ def check_environment() -> None:
         sys.exit(1)
 
 
+def mtls_credentials(client_cert_pem: bytes) -> tuple[grpc.ServerCredentials, str]:
+    """go-plugin's AutoMTLS, plugin side: a fresh key and self-signed ``localhost``
+    certificate; only the host's certificate (``PLUGIN_CLIENT_CERT``) may connect. Returns
+    the credentials and the handshake's sixth field (our certificate, DER, base64 without
+    padding). Needs ``cryptography``."""
+    import base64
+    import datetime
+
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    except ImportError:
+        sys.stderr.write("ERROR the server asks for mTLS on the plugin socket (mtls = true), "
+                         "which needs the Python package 'cryptography': pip install "
+                         "cryptography\n")
+        sys.exit(1)
+    x509.load_pem_x509_certificate(client_cert_pem)  # fail early on a bad PLUGIN_CLIENT_CERT
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "elemta plugin"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=30))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    creds = grpc.ssl_server_credentials(
+        [(key_pem, cert.public_bytes(serialization.Encoding.PEM))],
+        root_certificates=client_cert_pem, require_client_auth=True)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return creds, base64.b64encode(der).decode().rstrip("=")
+
+
 def socket_path() -> str:
     base = os.environ.get(ENV_SOCKET_DIR) or tempfile.gettempdir()
     fd, path = tempfile.mkstemp(prefix="plugin", dir=base)
@@ -167,9 +211,16 @@ async def run(plugin: Plugin, handshake: TextIO) -> None:
     grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(  # type: ignore[no-untyped-call]
         ControllerServicer(stop), server)
     path = socket_path()
-    server.add_insecure_port(f"unix:{path}")
+    client_cert = os.environ.get(ENV_CLIENT_CERT, "")
+    cert_field = ""
+    if client_cert:
+        creds, cert_field = mtls_credentials(client_cert.encode())
+        server.add_secure_port(f"unix:{path}", creds)
+    else:
+        server.add_insecure_port(f"unix:{path}")
     await server.start()
-    handshake.write(f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{path}|grpc|\n")
+    handshake.write(f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{path}|grpc|"
+                    f"{cert_field}\n")
     handshake.close()
     watcher = asyncio.create_task(watch_parent(stop))
     try:
