@@ -19,7 +19,7 @@ from email.errors import HeaderParseError
 from typing import TYPE_CHECKING, Any
 
 import aiosmtpd.smtp as aiosmtpd_smtp
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 if TYPE_CHECKING:
     from elemta_core.smtp.handler import SMTPHandler
@@ -213,15 +213,76 @@ class ElemtaSMTP(SMTP):
             self._in_ehlo = False
 
     async def smtp_DATA(self, arg: str) -> None:
-        # Run data_start only where aiosmtpd would answer 354; it reports every other case.
-        if (self.session is not None and self.session.host_name and self.envelope is not None
+        # Only where aiosmtpd would answer 354 does Elemta take over; it reports every error.
+        if not (self.session is not None and self.session.host_name and self.envelope is not None
                 and self.envelope.rcpt_tos and not arg
                 and not (self._auth_required and not self.session.authenticated)):
-            reply = await self.event_handler.on_data_start(self)
-            if reply is not None:
-                await self.push(reply)
-                return
-        await super().smtp_DATA(arg)
+            await super().smtp_DATA(arg)
+            return
+        reply = await self.event_handler.on_data_start(self)
+        if reply is not None:
+            await self.push(reply)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, problem = await self._read_data()
+        if problem is not None:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(problem)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """Read DATA up to CRLF.CRLF in large pieces, not line by line as aiosmtpd does (a
+        third of the CPU of a 100 KiB message went to per-line reads).
+
+        Only CRLF "." CRLF ends the data: the reader stops at every ".\r\n" and looks at the
+        two bytes before the dot, across piece boundaries. Limits are those of aiosmtpd: the
+        whole data (with transparency dots) against SIZE, each line against the line limit.
+        """
+        reader = self._reader
+        limit = self.data_size_limit or 0
+        saved = reader._limit  # type: ignore[attr-defined]
+        reader._limit = (limit or 1 << 31) + 65536  # type: ignore[attr-defined]
+        parts: list[bytes] = []
+        total = 0
+        too_much = False
+        tail = b"\r\n"  # as if a line had just ended: an immediate ".\r\n" is an empty message
+        try:
+            while True:
+                try:
+                    piece = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError as e:
+                    piece = await reader.read(e.consumed)
+                    too_much = True
+                    parts.clear()
+                    tail = (tail + piece)[-2:]
+                    continue
+                if (tail + piece[:-3])[-2:] == b"\r\n":
+                    if not too_much:
+                        parts.append(piece[:-3])
+                        total += len(piece) - 3
+                    break
+                tail = (tail + piece)[-2:]
+                if too_much:
+                    continue
+                parts.append(piece)
+                total += len(piece)
+                if limit and total > limit:
+                    too_much = True
+                    parts.clear()
+        finally:
+            reader._limit = saved  # type: ignore[attr-defined]
+        if too_much or (limit and total > limit):
+            return b"", "552 Error: Too much mail data"
+        content = b"".join(parts)
+        if content and max(map(len, content.split(b"\r\n"))) > self.line_length_limit - 2:
+            return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+        if content.startswith(b"."):
+            content = content[1:]
+        return content.replace(b"\r\n.", b"\r\n"), None
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parser without the ``typing.Protocol`` class it builds per call."""
