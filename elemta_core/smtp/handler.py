@@ -88,6 +88,18 @@ def in_networks(ip: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return any(addr in net for net in nets)
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _rfc5322_now() -> str:
+    """The date for trace headers, formatted once per second rather than per message."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, localtime=True))
+    return _date_cache[1]
+
+
 _BARE_NEWLINE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
@@ -455,7 +467,7 @@ class SMTPHandler:
         for_ = f" for <{rcpts[0]}>" if len(rcpts) == 1 else ""
         value = (f"from {helo} ([{ctx.peer_ip}]){tls} by {self.policy.hostname} "
                  f"({self.policy.software}) with {proto} id {queue_id}{for_}; "
-                 f"{email.utils.formatdate(localtime=True)}")
+                 f"{_rfc5322_now()}")
         return HeaderChange(HeaderOp.ADD, "Received", value)
 
     async def handle_DATA(self, server: ElemtaSMTP, session: Session,
