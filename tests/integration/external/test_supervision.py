@@ -95,10 +95,15 @@ def test_sigkill_under_load_gets_failure_policy_and_restarts_fast(elemta_server,
         assert 'elemta_plugin_restarts_total{plugin="behave"} 1.0' in r.read().decode()
 
 
-def test_reload_replaces_plugin_processes(elemta_server, plugin_entry) -> None:
+def test_reload_replaces_changed_plugin_processes_only(elemta_server, plugin_entry) -> None:
     srv: ServerProcess = elemta_server(plugins={"external": [plugin_entry("behave.py", "behave")]})
     old = plugin_rows(srv)["behave"]["pid"]
-    srv.cli("reload")
+    srv.cli("reload")  # an unchanged entry keeps its process
+    row = plugin_rows(srv)["behave"]
+    assert row["state"] == "ready" and row["pid"] == old
+    srv.config["plugins"]["external"][0]["config"] = {"changed": 1}
+    srv.write_config()
+    srv.cli("reload")  # a changed one gets a new process; the old one is drained and stopped
     row = plugin_rows(srv)["behave"]
     assert row["state"] == "ready" and row["pid"] != old
     assert wait_until(lambda: not pids_alive([old]), 5)

@@ -4,11 +4,14 @@ when its last manager stops) and gives a changed entry a fresh handle."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from elemta_core.external.catalog import parse_entry
 from elemta_core.external.provider import ExternalHandle, ExternalProvider, fingerprint
 from elemta_core.external.supervisor import State
 from elemta_core.plugins.api import PluginServices
+
+CFG = SimpleNamespace(plugins=SimpleNamespace(mtls=False))  # what handles() reads of a Config
 
 
 def entry(tmp: Path, digest: str = "a" * 64, **kw: object):  # type: ignore[no-untyped-def]
@@ -48,19 +51,19 @@ async def test_shared_handle_counts_its_users(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(ExternalHandle, "_reverify", ok)
     e = entry(tmp_path)
     monkeypatch.setattr("elemta_core.external.catalog.enabled_entries", lambda cfg, names: [e])
-    (h1,) = prov.handles(None, services, [])  # type: ignore[arg-type]
+    (h1,) = prov.handles(CFG, services, [])  # type: ignore[arg-type]
     await h1.start()
-    (h2,) = prov.handles(None, services, [])  # type: ignore[arg-type]
+    (h2,) = prov.handles(CFG, services, [])  # type: ignore[arg-type]
     assert h2 is h1  # unchanged: shared
     await h2.start()
     await h1.stop()  # the old manager lets go: still running for the new one
     assert started == ["p"] and stopped == []
     e2 = entry(tmp_path, "b" * 64)
     monkeypatch.setattr("elemta_core.external.catalog.enabled_entries", lambda cfg, names: [e2])
-    (h3,) = prov.handles(None, services, [])  # type: ignore[arg-type]
+    (h3,) = prov.handles(CFG, services, [])  # type: ignore[arg-type]
     assert h3 is not h1  # changed pins: a fresh one
     await h3.start()
     await h1.stop()
     assert started == ["p", "p"] and stopped == ["p"]
-    (h4,) = prov.handles(None, services, [])  # type: ignore[arg-type]
+    (h4,) = prov.handles(CFG, services, [])  # type: ignore[arg-type]
     assert h4 is h3
