@@ -7,10 +7,13 @@ the message is queued.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from elemta_core.hooks.types import HeaderChange, HeaderOp
+
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
 class HeaderField(NamedTuple):
@@ -110,6 +113,11 @@ class Message:
         if not changes:
             return self
         raw = self.raw
+        if self._fields is None and all(c.op is HeaderOp.ADD for c in changes) and (
+                raw.startswith(b"\r\n") or _HEADER_LINE.match(raw)):
+            # Only additions to a message that has a header section: no need to index it.
+            return Message(b"".join(format_header(c.name, c.value) for c in reversed(changes))
+                           + raw)
         fields = self.fields
         names = [f.name.lower() for f in fields]
         kept: list[bytes | None] = [raw[f.start:f.end] for f in fields]

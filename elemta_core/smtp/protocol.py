@@ -80,8 +80,8 @@ class _Commands(dict[str, Any]):
 
 
 class _IntrospectionCache:
-    """aiosmtpd's ``SMTP.__init__`` runs ``inspect.getmembers`` on the protocol and the handler
-    and ``inspect.signature`` on ``handle_EHLO`` for every connection: a sixth of the CPU of a
+    """aiosmtpd's ``SMTP.__init__`` runs ``inspect.getmembers``, ``dir`` and ``inspect.signature``
+    on the protocol and the handler for every connection: a sixth of the CPU of a
     connection-per-message load in a profile. The answers depend only on the classes, so they
     are computed once per class here and handed to aiosmtpd's module in place of ``inspect``.
     """
@@ -89,6 +89,15 @@ class _IntrospectionCache:
     def __init__(self) -> None:
         self._auth_names: dict[type, list[str]] = {}
         self._signatures: dict[Any, inspect.Signature] = {}
+        self._dirs: dict[type, list[str]] = {}
+
+    def dir(self, obj: Any) -> list[str]:
+        # aiosmtpd filters dir() for smtp_*/handle_* methods: class attributes only.
+        names = self._dirs.get(type(obj))
+        if names is None:
+            names = self._dirs[type(obj)] = [n for n in dir(obj)
+                                             if n.startswith(("smtp_", "handle_"))]
+        return names
 
     def getmembers(self, obj: Any) -> list[tuple[str, Any]]:
         # aiosmtpd only looks for auth_* members here; return just those, bound to obj.
@@ -106,7 +115,9 @@ class _IntrospectionCache:
         return sig
 
 
-aiosmtpd_smtp.inspect = _IntrospectionCache()  # type: ignore[attr-defined,assignment]
+_introspection = _IntrospectionCache()
+aiosmtpd_smtp.inspect = _introspection  # type: ignore[attr-defined,assignment]
+aiosmtpd_smtp.dir = _introspection.dir  # type: ignore[attr-defined]  # shadows the builtin there
 
 
 class ElemtaSMTP(SMTP):

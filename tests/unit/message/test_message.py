@@ -40,3 +40,12 @@ def test_message_without_headers_or_body() -> None:
     m2 = m.with_changes([HeaderChange(HeaderOp.ADD, "X-A", "1")])
     assert m2.raw == b"X-A: 1\r\n\r\nno header line here\r\n"
     assert Message(b"").with_changes([HeaderChange(HeaderOp.ADD, "X", "1")]).raw == b"X: 1\r\n\r\n"
+
+
+def test_add_only_fast_path_equals_indexed_path() -> None:
+    adds = [HeaderChange(HeaderOp.ADD, "X-A", "1"), HeaderChange(HeaderOp.ADD, "Received", "r")]
+    for raw in (RAW, b"\r\nbody\r\n", b"no header line here\r\n", b"", b"X : spaced\r\n\r\nb"):
+        fast = Message(raw).with_changes(adds).raw
+        indexed = Message(raw)
+        assert isinstance(indexed.fields, list)  # builds the header index: the general path
+        assert fast == indexed.with_changes(adds).raw, raw
