@@ -172,6 +172,7 @@ class ExternalHandle:
             "failures": failures,
             "avg_latency_us": round(total / calls * 1e6, 1) if calls else None,
             "mode": ("stream" if client.streaming else "unary") if client else self.entry.mode,
+            "mtls": bool(self.entry.mtls),
             "command": self.entry.command,
             "source": self.entry.source,
         }

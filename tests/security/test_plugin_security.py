@@ -120,7 +120,7 @@ def test_mtls_through_a_real_server(elemta_server: Any, tmp_path: Path) -> None:
         assert s.rcpt("reject@localhost")[0] == 550
         assert s.rcpt("ok@localhost")[0] == 250
     row = json.loads(srv.cli("plugin", "list", "--json").stdout)["plugins"][0]
-    assert row["state"] == "ready" and row["failures"] == 0
+    assert row["state"] == "ready" and row["failures"] == 0 and row["mtls"] is True
 
 
 # -- run as nobody ---------------------------------------------------------------------------
