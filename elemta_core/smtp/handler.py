@@ -7,8 +7,6 @@ here, and every plugin result becomes exactly one SMTP reply.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import email.utils
 import ipaddress
@@ -17,7 +15,6 @@ import logging
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from elemta_core.hooks.types import (
 from elemta_core.message.message import Message
 from elemta_core.queue.envelope import Envelope, Recipient, new_queue_id
 from elemta_core.queue.spool import SpoolError
+from elemta_core.smtp.auth import FailureThrottle, read_credentials
 
 if TYPE_CHECKING:
     from elemta_core.metrics import Metrics
@@ -132,7 +130,7 @@ class SMTPHandler:
         self._background: set[asyncio.Task[Any]] = set()
         self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
         self._per_ip: dict[str, int] = {}
-        self._auth_failures: dict[str, deque[float]] = {}
+        self._throttle = FailureThrottle(policy.auth_max_failures, policy.auth_failure_window)
         self._session_prefix = secrets.token_hex(3)
         self._session_seq = itertools.count(1)
 
@@ -296,14 +294,14 @@ class SMTPHandler:
         users = self.policy.users
         if users is None:
             return "502 5.5.1 AUTH not available"
-        recent = self._recent_auth_failures(ctx.peer_ip)
-        if self.policy.auth_max_failures and len(recent) >= self.policy.auth_max_failures:
+        throttle = self._auth_throttle()
+        if n := throttle.blocked(ctx.peer_ip):
             self.emit(HookPoint.AUTH_FAILED, ctx, SecurityEvent(
-                "auth_failed", f"throttled after {len(recent)} failures", data={"user": ""}))
+                "auth_failed", f"throttled after {n} failures", data={"user": ""}))
             asyncio.get_running_loop().call_soon(server.transport.close)  # type: ignore[union-attr]
             return "421 4.7.0 Too many authentication failures, try again later"
         mech = args[0].upper()
-        creds = await self._read_credentials(server, mech, args[1] if len(args) > 1 else None)
+        creds = await read_credentials(server, mech, args[1] if len(args) > 1 else None)
         if creds is None:
             return None  # a syntax reply was already sent
         user, password = creds
@@ -316,11 +314,11 @@ class SMTPHandler:
         if not ok:
             log.warning("session=%s AUTH %s failed for %r from [%s]", ctx.session_id, mech, user,
                         ctx.peer_ip)
-            recent.append(time.monotonic())
+            failures = throttle.failed(ctx.peer_ip)
             self.emit(HookPoint.AUTH_FAILED, ctx,
                       SecurityEvent("auth_failed", f"{mech} {user}", data={"user": user}))
             # Each failure from the same address answers a little later: guessing gets slow.
-            await asyncio.sleep(min(0.1 * len(recent), 1.0))
+            await asyncio.sleep(min(0.1 * failures, 1.0))
             return "535 5.7.8 Authentication credentials invalid"
         ctx.auth_user, ctx.auth_mechanism = user, mech
         r = await self.pipeline().run(HookPoint.AUTH, ctx)
@@ -333,58 +331,11 @@ class SMTPHandler:
         log.info("session=%s authenticated as %r (%s)", ctx.session_id, user, mech)
         return "235 2.7.0 Authentication successful"
 
-    def _recent_auth_failures(self, ip: str) -> deque[float]:
-        q = self._auth_failures.get(ip)
-        if q is None:
-            if len(self._auth_failures) > 100_000:  # bounded memory under a distributed attack
-                self._auth_failures.clear()
-            q = self._auth_failures[ip] = deque(maxlen=max(self.policy.auth_max_failures, 1) * 2)
-        cutoff = time.monotonic() - self.policy.auth_failure_window
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
-
-    async def _read_credentials(self, server: ElemtaSMTP, mech: str,
-                                initial: str | None) -> tuple[str, bytes] | None:
-        def b64(s: str) -> bytes | None:
-            try:
-                return base64.b64decode(s, validate=True)
-            except (binascii.Error, ValueError):
-                return None
-
-        if mech == "PLAIN":
-            blob = b64(initial) if initial is not None and initial != "=" else (
-                b"" if initial == "=" else None)
-            if initial is None:
-                got = await server.challenge_auth("")
-                blob = got if isinstance(got, bytes) else None
-                if blob is None:
-                    return None
-            if blob is None:
-                await server.push("501 5.5.2 Cannot decode base64")
-                return None
-            parts = blob.split(b"\x00")
-            if len(parts) != 3:
-                await server.push("501 5.5.2 Cannot split PLAIN credentials")
-                return None
-            return parts[1].decode("utf-8", "replace"), parts[2]
-        if mech == "LOGIN":
-            if initial is not None:
-                login = b64(initial)
-                if login is None:
-                    await server.push("501 5.5.2 Cannot decode base64")
-                    return None
-            else:
-                got = await server.challenge_auth(server.AuthLoginUsernameChallenge)
-                if not isinstance(got, bytes):
-                    return None
-                login = got
-            pw = await server.challenge_auth(server.AuthLoginPasswordChallenge)
-            if not isinstance(pw, bytes):
-                return None
-            return login.decode("utf-8", "replace"), pw
-        await server.push("504 5.5.4 Unrecognized authentication type")
-        return None
+    def _auth_throttle(self) -> FailureThrottle:
+        """The throttle for the current policy (a reload may change its limits)."""
+        t = self._throttle
+        t.max_failures, t.window = self.policy.auth_max_failures, self.policy.auth_failure_window
+        return t
 
     # -- transaction -----------------------------------------------------------------------
 
