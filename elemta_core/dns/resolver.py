@@ -9,6 +9,8 @@ fail as temporary errors and the checks report ``temperror``.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import dns.asyncresolver
 import dns.exception
@@ -54,6 +56,11 @@ class Resolver:
         r.cache = dns.resolver.LRUCache(self.config.cache_size) if self.config.cache else None
         self._resolver = r
         self.lookups = 0
+        # Positive answers, converted, keyed by (name, type): read without the event loop by
+        # worker threads (SyncResolver), which would otherwise hop to the loop and back for
+        # every lookup pyspf and dkimpy make, cache hits included.
+        self._answers: dict[tuple[str, str], tuple[float, DnsAnswer]] = {}
+        self._answers_lock = threading.Lock()
 
     @property
     def nameservers(self) -> list[str]:
@@ -63,6 +70,28 @@ class Resolver:
         """Forget cached answers (tests that rewrite zones, `elemta reload`)."""
         if self._resolver.cache is not None:
             self._resolver.cache.flush()
+        with self._answers_lock:
+            self._answers.clear()
+
+    def cached(self, name: str, rdtype: str) -> DnsAnswer | None:
+        """A still-valid positive answer, from any thread; None when it must be asked."""
+        key = (name.rstrip(".").lower(), rdtype.upper())
+        with self._answers_lock:
+            hit = self._answers.get(key)
+            if hit is None:
+                return None
+            if hit[0] <= time.time():
+                del self._answers[key]
+                return None
+            return hit[1]
+
+    def _remember(self, name: str, rdtype: str, expires: float, answer: DnsAnswer) -> None:
+        if not self.config.cache:
+            return
+        with self._answers_lock:
+            if len(self._answers) >= self.config.cache_size:
+                self._answers.pop(next(iter(self._answers)))  # the oldest entry
+            self._answers[(name.rstrip(".").lower(), rdtype)] = (expires, answer)
 
     async def close(self) -> None:
         self.flush()
@@ -94,7 +123,9 @@ class Resolver:
             return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: {_short(e)}")
         except OSError as e:  # e.g. network unreachable
             return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: {e}")
-        return DnsAnswer(DnsStatus.OK, tuple(_records(rdtype, ans)))
+        answer = DnsAnswer(DnsStatus.OK, tuple(_records(rdtype, ans)))
+        self._remember(name, rdtype, ans.expiration, answer)
+        return answer
 
 
 def _short(e: Exception) -> str:

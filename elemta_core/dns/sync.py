@@ -34,6 +34,9 @@ class SyncResolver:
         self._loop_thread = threading.get_ident()
 
     def query(self, name: str, rdtype: str) -> DnsAnswer:
+        hit = self.resolver.cached(name, rdtype)
+        if hit is not None:
+            return hit  # no round trip through the event loop for what is already known
         if threading.get_ident() == self._loop_thread:
             raise RuntimeError("SyncResolver.query called on the event loop thread "
                                "(it would deadlock): run the caller in an executor")

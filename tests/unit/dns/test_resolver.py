@@ -150,3 +150,24 @@ def test_config_accepts_ports_and_v6() -> None:
     cfg = load_section(DnsConfig, {"nameservers": ["127.0.0.1:5353", "[::1]:53", "192.0.2.1"]},
                        "dns")
     assert cfg.servers() == [("127.0.0.1", 5353), ("::1", 53), ("192.0.2.1", 53)]
+
+
+async def test_worker_threads_read_cached_answers_without_the_loop(zone: ZoneServer) -> None:
+    import threading
+
+    from elemta_core.dns.sync import SyncResolver
+
+    zone.txt("w.example.org", "v=spf1 -all")
+    r = resolver(zone)
+    first = await r.query("w.example.org", "TXT")
+    assert first.ok
+    assert r.cached("W.example.org.", "txt") == first
+    sync = SyncResolver(r, asyncio.get_running_loop())
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(sync.query("w.example.org", "TXT")))
+    t.start()
+    t.join(5)  # blocks the event loop: only the thread-safe cache can answer in time
+    assert got == [first]
+    r.flush()
+    assert r.cached("w.example.org", "TXT") is None
+    assert resolver(zone, cache=False).cached("w.example.org", "TXT") is None
