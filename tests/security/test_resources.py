@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import smtplib
 import subprocess
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from tests.support.load import AckedLoad
 from tests.support.server import ServerProcess
 
 
@@ -19,7 +19,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs for the disk-full test: {r.stderr}", pytrace=False)
     try:
@@ -60,9 +60,9 @@ def test_read_only_spool_gives_4xx(elemta_server, tiny_fs: Path) -> None:
     srv.start()
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
     try:
-        with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:
-            with pytest.raises(smtplib.SMTPDataError) as e:
-                s.sendmail("a@example.org", ["bob@localhost"], b"Subject: ro\r\n\r\nx\r\n")
+        with (smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s,
+              pytest.raises(smtplib.SMTPDataError) as e):
+            s.sendmail("a@example.org", ["bob@localhost"], b"Subject: ro\r\n\r\nx\r\n")
         assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.3.0")
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_fs)], check=True)
@@ -70,42 +70,14 @@ def test_read_only_spool_gives_4xx(elemta_server, tiny_fs: Path) -> None:
 
 def test_repeated_sigkill_under_load_loses_no_acknowledged_message(elemta_server) -> None:
     srv: ServerProcess = elemta_server()
-    acked: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def client(n: int) -> None:
-        i = 0
-        while not stop.is_set():
-            try:
-                with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as s:
-                    while not stop.is_set():
-                        rcpt = f"k{n}x{i}@localhost"
-                        i += 1
-                        s.sendmail("a@example.org", [rcpt], b"Subject: k\r\n\r\nbody\r\n")
-                        with lock:
-                            acked.append(rcpt)
-            except (OSError, smtplib.SMTPException):
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
-    for t in threads:
-        t.start()
-    for _ in range(3):
+    with AckedLoad(srv, prefix="k") as load:
+        for _ in range(3):
+            time.sleep(1.0)
+            srv.kill()
+            time.sleep(0.2)
+            srv.start()
         time.sleep(1.0)
-        srv.kill()
-        time.sleep(0.2)
-        srv.start()
-    time.sleep(1.0)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    with lock:
-        counted = list(acked)
+    counted = load.acked
     assert len(counted) > 30
-    deadline = time.monotonic() + 30
-    missing = counted
-    while missing and time.monotonic() < deadline:
-        missing = [a for a in missing if not srv.maildir_messages(a)]
-        time.sleep(0.2)
+    missing = load.missing(30)
     assert missing == [], f"lost {len(missing)} of {len(counted)} acknowledged messages"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import smtplib
-import threading
 import time
 from pathlib import Path
 
+from tests.support.load import AckedLoad
 from tests.support.server import ServerProcess, with_test_plugins_env
 
 MSG = b"Subject: durable\r\nFrom: a@example.org\r\n\r\nbody\r\n"
@@ -39,37 +39,13 @@ def test_sigkill_right_after_250_loses_nothing(elemta_server) -> None:
 
 def test_sigkill_under_load_then_restart_delivers_every_acknowledged_message(elemta_server) -> None:
     srv: ServerProcess = elemta_server()
-    acked: list[str] = []
-    stop = threading.Event()
-
-    def client(n: int) -> None:
-        i = 0
-        while not stop.is_set():
-            try:
-                with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as s:
-                    while not stop.is_set():
-                        rcpt = f"load{n}x{i}@localhost"
-                        i += 1
-                        s.sendmail("a@example.org", [rcpt], MSG)
-                        acked.append(rcpt)  # only after the 250
-            except (OSError, smtplib.SMTPException):
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(1.5)
-    srv.kill()
-    stop.set()
-    for t in threads:
-        t.join(10)
+    with AckedLoad(srv) as load:
+        time.sleep(1.5)
+        srv.kill()
+    acked = load.acked
     assert len(acked) > 20
     srv.start()
-    deadline = time.monotonic() + 20
-    missing = list(acked)
-    while missing and time.monotonic() < deadline:
-        missing = [a for a in missing if not srv.maildir_messages(a)]
-        time.sleep(0.1)
+    missing = load.missing(20)
     assert missing == [], f"{len(missing)} of {len(acked)} acknowledged messages lost"
 
 
