@@ -22,6 +22,7 @@ from elemta_core.admin.server import AdminServer
 from elemta_core.config.errors import ConfigError
 from elemta_core.config.loader import Config, load_config
 from elemta_core.config.schema import parse_hostport
+from elemta_core.delivery.direct import DirectLocal
 from elemta_core.dns.resolver import Resolver
 from elemta_core.hooks.context import HookContext, SecurityEvent
 from elemta_core.hooks.pipeline import Pipeline
@@ -92,6 +93,7 @@ class Daemon:
         self.handler: SMTPHandler | None = None
         self.spool: Spool | None = None
         self.runner: QueueRunner | None = None
+        self.direct: DirectLocal | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.admin: AdminServer | None = None
         self.resolver: Resolver | None = None
@@ -160,8 +162,11 @@ class Daemon:
         if self.worker not in (None, PRIMARY):
             self.forwarder = SubmitForwarder(worker_socket(self.state_dir, PRIMARY))
             submitter = self.forwarder
+        self.direct = DirectLocal(self.runner.maildir, self.runner.router, self.pipeline,
+                                  max_hops=cfg.queue.max_hops, enabled=cfg.delivery.direct_local,
+                                  results=self.runner.count_results(self.metrics))
         self.handler = SMTPHandler(edge_policy(cfg), self.pipeline, self.spool, submitter,
-                                   quarantine, self.metrics)
+                                   quarantine, self.metrics, direct=self.direct)
         tls = (await loop.run_in_executor(None, load_or_create, self.state_dir,
                                           cfg.server.hostname, cfg.server.tls_cert,
                                           cfg.server.tls_key)
@@ -204,6 +209,7 @@ class Daemon:
                 log.error("metrics endpoint %s unavailable: %s", cfg.metrics.listen, e)
         if self.forwarder is not None:
             self.forwarder.start()
+            self.runner.maildir.start()  # direct local delivery; the primary's runner starts it
         else:
             await self.runner.start()
             if self.worker == PRIMARY:
@@ -295,6 +301,9 @@ class Daemon:
                 self.handler.policy = policy
             if self.runner is not None:
                 self.runner.reconfigure(cfg)
+            if self.direct is not None and self.runner is not None:
+                self.direct.router, self.direct.max_hops = self.runner.router, cfg.queue.max_hops
+                self.direct.enabled = cfg.delivery.direct_local
             if old is not None:
                 await old.stop()
             log.info("configuration reloaded from %s", self.config_path)
@@ -318,6 +327,8 @@ class Daemon:
             self._sweeper.cancel()
         if self.runner is not None and self.forwarder is None:
             await self.runner.stop()
+        elif self.runner is not None:
+            await self.runner.maildir.close()
         if self.spool is not None:
             await self.spool.close()
         if self.manager is not None:

@@ -109,6 +109,10 @@ class DeliveryConfig:
     helo_name: str = ""  # default: server.hostname
     connect_timeout: float = 30.0
     command_timeout: float = 300.0
+    #: Deliver mail whose every recipient is local into Maildir before answering 250 (the
+    #: Maildir copy is the durable copy) instead of spool -> queue -> Maildir. Mail with a
+    #: remote recipient, a plugin on the queued/delivery_* hooks, or a failed copy is queued.
+    direct_local: bool = True
 
     def validate(self) -> None:
         check_positive("concurrency", self.concurrency)

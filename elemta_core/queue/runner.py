@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from elemta_core.delivery.bounce import NoticeKind, RecipientStatus, build_dsn, should_notify
+from elemta_core.delivery.direct import received_hops
 from elemta_core.delivery.maildir import DeliveryError, MaildirWriter
 from elemta_core.delivery.result import AttemptResult
 from elemta_core.delivery.transports import LOCAL, Kind, Route, Router
@@ -100,11 +101,6 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
-def _hops(data: bytes) -> int:
-    head = Message(data).header_bytes()
-    return head.count(b"\nReceived:") + head.startswith(b"Received:")
-
-
 class QueueRunner:
     def __init__(
         self,
@@ -171,18 +167,24 @@ class QueueRunner:
         return runner
 
     def _export(self, metrics: Metrics) -> None:
-        """Queue depth per state (read at scrape time) and recipient results by status.
-        Only the process that runs the queue exports them (workers hand it their mail)."""
-        from prometheus_client import Counter
-
+        """Queue depth per state (read at scrape time): only the process that runs the queue
+        exports it (workers hand it their mail)."""
         for st in QueueState:
             metrics.queue_depth.labels(st.value).set_function(
                 functools.partial(self._depth, st))
+
+    def count_results(self, metrics: Metrics) -> Counter:
+        """Recipient results by status, in every process: workers deliver local mail directly."""
+        from prometheus_client import Counter
+
+        if self._results is not None:
+            return self._results
         self._results = Counter("elemta_delivery_results", "Recipient delivery attempts by "
                                 "outcome (delivered, deferred, failed)", ["status"],
                                 registry=metrics.registry)
         self._dsns = Counter("elemta_dsn", "Delivery status notifications queued", ["kind"],
                              registry=metrics.registry)
+        return self._results
 
     def _depth(self, state: QueueState) -> int:
         return len(self.spool.ids(state))
@@ -205,7 +207,8 @@ class QueueRunner:
         """Recover: everything in active/ is delivered again, deferred/ waits its turn."""
         loop = asyncio.get_running_loop()
         self.maildir.start()
-        if self.metrics is not None and self._results is None:
+        if self.metrics is not None:
+            self.count_results(self.metrics)
             self._export(self.metrics)
         active = await loop.run_in_executor(self._io, lambda: [
             qid for qid, env in self.spool.scan(QueueState.ACTIVE) if env is not None])
@@ -341,7 +344,7 @@ class QueueRunner:
             return
         env.attempts += 1
         pending = env.pending()
-        if _hops(data) > self.schedule.max_hops:
+        if received_hops(data) > self.schedule.max_hops:
             results = [AttemptResult(r.address, False, True, 554,
                                      f"5.4.6 mail loop: more than {self.schedule.max_hops} hops")
                        for r in pending]

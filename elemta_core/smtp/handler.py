@@ -41,6 +41,7 @@ from elemta_core.queue.spool import SpoolError
 from elemta_core.smtp.auth import FailureThrottle, read_credentials
 
 if TYPE_CHECKING:
+    from elemta_core.delivery.direct import DirectLocal
     from elemta_core.metrics import Metrics
     from elemta_core.queue.quarantine import Quarantine
     from elemta_core.queue.runner import QueueRunner
@@ -118,8 +119,10 @@ class SMTPHandler:
         runner: QueueRunner,
         quarantine: Quarantine,
         metrics: Metrics,
+        direct: DirectLocal | None = None,
     ) -> None:
         self.policy = policy
+        self.direct = direct
         self.pipeline = pipeline
         self.spool = spool
         self.runner = runner
@@ -463,6 +466,11 @@ class SMTPHandler:
                 self.metrics.messages.labels("quarantined").inc()
                 log.info("%s quarantined from=<%s> reason=%s", qid, env.mail_from, r.reason)
                 return f"250 2.0.0 Ok: queued as {qid}"
+            direct = self.direct
+            if direct is not None and direct.eligible(rcpts) and await direct.deliver(env, data):
+                self._accepted(ctx, env, len(data), "delivered")
+                return f"250 2.0.0 Ok: queued as {qid}"
+            # queued: not for direct delivery, or some copies failed (the queue retries those)
             try:
                 await self.spool.store(env, data)
             except SpoolError as e:
@@ -471,22 +479,27 @@ class SMTPHandler:
                 if e.no_space:
                     return "452 4.3.1 Insufficient system storage"
                 return "451 4.3.0 Temporary local problem, please try again later"
-            self.metrics.messages.labels("accepted").inc()
-            self.metrics.message_bytes.inc(len(data))
-            log.info("%s queued from=<%s> nrcpt=%d size=%d", qid, env.mail_from, len(rcpts),
-                     len(data))
             self.runner.submit(qid)
-            info = DeliveryInfo(qid, status="queued")
-            for hook in (HookPoint.QUEUED, HookPoint.AFTER_QUEUE):
-                if self.pipeline().has(hook):
-                    c = HookContext(session_id=ctx.session_id, peer_ip=ctx.peer_ip, helo=ctx.helo,
-                                    tls=ctx.tls, auth_user=ctx.auth_user, transaction_id=qid,
-                                    mail_from=env.mail_from, recipients=rcpts,
-                                    tags=dict(ctx.tags), delivery=info)
-                    self.observe(hook, c)
+            self._accepted(ctx, env, len(data), "queued")
             return f"250 2.0.0 Ok: queued as {qid}"
         finally:
             ctx.end_transaction()
+
+    def _accepted(self, ctx: HookContext, env: Envelope, size: int, how: str) -> None:
+        """Count and log a message that is durably stored, then tell the observers."""
+        self.metrics.messages.labels("accepted").inc()
+        self.metrics.message_bytes.inc(size)
+        log.info("%s %s from=<%s> nrcpt=%d size=%d", env.queue_id, how, env.mail_from,
+                 len(env.recipients), size)
+        info = DeliveryInfo(env.queue_id, status=how)
+        rcpts = [r.address for r in env.recipients]
+        for hook in (HookPoint.QUEUED, HookPoint.AFTER_QUEUE):
+            if self.pipeline().has(hook):
+                c = HookContext(session_id=ctx.session_id, peer_ip=ctx.peer_ip, helo=ctx.helo,
+                                tls=ctx.tls, auth_user=ctx.auth_user,
+                                transaction_id=env.queue_id, mail_from=env.mail_from,
+                                recipients=rcpts, tags=dict(ctx.tags), delivery=info)
+                self.observe(hook, c)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error: %s: %s", type(error).__name__, error, exc_info=error)
