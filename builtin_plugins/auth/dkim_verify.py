@@ -22,9 +22,11 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from builtin_plugins.auth import dkim_crypto, results
 from builtin_plugins.auth.base import AuthPlugin
+from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.policy import Refusal, decide, printable
+from builtin_plugins.auth.runtime import AuthRuntime
 from elemta_core.dns.answer import DnsTemporaryError
-from elemta_core.dns.sync import SyncResolver
+from elemta_core.dns.sync import NotCached, Queries, dkim_txt_lookup
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import HookResult
 
@@ -133,15 +135,14 @@ def _text(b: bytes | None) -> str:
     return b.decode("utf-8", "replace") if b else ""
 
 
-def verify_dkim(message: bytes, sync: SyncResolver | Callable[..., bytes | None],
+def verify_dkim(message: bytes, sync: Queries | Callable[..., bytes | None],
                 max_signatures: int = 10, min_key_bits: int = 1024) -> list[SignatureResult]:
-    """Verify every DKIM-Signature (up to ``max_signatures``). Blocking: call in a thread.
+    """Verify every DKIM-Signature (up to ``max_signatures``).
 
-    ``sync`` is the shared resolver's blocking facade, or a dkimpy-style ``dnsfunc``.
+    ``sync`` is one of the shared resolver's facades (blocking with a ``SyncResolver``:
+    call in a thread), or a dkimpy-style ``dnsfunc``.
     """
-    from elemta_core.dns.sync import dkim_txt_lookup
-
-    lookup = dkim_txt_lookup(sync) if isinstance(sync, SyncResolver) else sync
+    lookup = sync if callable(sync) else dkim_txt_lookup(sync)
     try:
         d = dkim.DKIM(message, logger=DKIMPY_LOG, minkey=min_key_bits)
     except Exception as e:  # noqa: BLE001 - a message dkimpy cannot parse at all
@@ -165,6 +166,8 @@ def _verify_one(d: dkim.DKIM, idx: int, raw: bytes,
         ok = d.verify(idx=idx, dnsfunc=probe)
     except DnsTemporaryError as e:
         return replace(base, result=DkimResult.TEMPERROR, reason=f"key lookup: {e}")
+    except NotCached:
+        raise  # the whole verification runs again, in a thread (AuthRuntime.check)
     except dkim.ValidationError as e:
         kind = DkimResult.FAIL if "body hash" in str(e) else DkimResult.PERMERROR
         return replace(base, result=kind, reason=printable(str(e), 120))
@@ -222,6 +225,19 @@ def dkim_tags(sigs: list[SignatureResult]) -> dict[str, str]:
             "dkim.signatures": str(len(sigs)), **results.tag("dkim", infos)}
 
 
+#: Largest message verified on the event loop when its keys are cached: canonicalising and
+#: hashing 64 KiB is some hundreds of microseconds; a larger body goes to a worker thread.
+INLINE_MAX_BYTES = 64 * 1024
+
+
+async def run_verify_dkim(runtime: AuthRuntime, raw: bytes,
+                          config: AuthConfig) -> list[SignatureResult]:
+    """:func:`verify_dkim` as the plugins run it: inline when it can be, else in a thread."""
+    limit, min_bits = config.dkim_max_signatures, config.dkim_min_key_bits
+    return await runtime.check(lambda dns: verify_dkim(raw, dns, limit, min_bits),
+                               inline=len(raw) <= INLINE_MAX_BYTES)
+
+
 _REFUSALS = {
     DkimResult.TEMPERROR: Refusal(451, "4.7.5", "DKIM verification error, try again later"),
 }
@@ -239,9 +255,7 @@ class DkimVerifyPlugin(AuthPlugin):
     async def on_message(self, ctx: HookContext) -> HookResult:
         if not self.config.dkim_enabled or ctx.message is None:
             return HookResult(headers=results.publish(ctx, self.authserv_id, {}))
-        sigs = await self.runtime.run(verify_dkim, ctx.message.raw, self.runtime.sync,
-                                      self.config.dkim_max_signatures,
-                                      self.config.dkim_min_key_bits)
+        sigs = await run_verify_dkim(self.runtime, ctx.message.raw, self.config)
         tags = dkim_tags(sigs)
         headers = results.publish(ctx, self.authserv_id, tags)
         overall = summary(sigs)

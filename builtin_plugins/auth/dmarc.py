@@ -22,7 +22,7 @@ from publicsuffixlist import PublicSuffixList
 from builtin_plugins.auth import results
 from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.config import AuthConfig, PolicyAction
-from builtin_plugins.auth.dkim_verify import dkim_tags, verify_dkim
+from builtin_plugins.auth.dkim_verify import dkim_tags, run_verify_dkim
 from builtin_plugins.auth.policy import Refusal, decide
 from builtin_plugins.auth.spf import check_spf
 from elemta_core.dns.answer import DnsAnswer, DnsStatus
@@ -256,14 +256,14 @@ class DmarcPlugin(AuthPlugin):
         new: dict[str, str] = {}
         if "spf.result" not in tags and cfg.spf_enabled and ctx.mail_from is not None:
             # The spf plugin is not enabled: DMARC still needs the SPF result.
-            spf = await self.runtime.run(check_spf, self.runtime.sync, ctx.peer_ip,
-                                         ctx.mail_from, ctx.helo or "", self.services.hostname,
-                                         cfg.spf_timeout)
+            ip, sender, helo = ctx.peer_ip, ctx.mail_from, ctx.helo or ""
+            receiver = self.services.hostname
+            spf = await self.runtime.check(
+                lambda dns: check_spf(dns, ip, sender, helo, receiver, cfg.spf_timeout))
             new.update({"spf.result": spf.result.value, "spf.domain": spf.domain,
                         **results.tag("spf", [spf.resinfo(ctx.peer_ip)])})
         if "dkim.result" not in tags and cfg.dkim_enabled:
-            sigs = await self.runtime.run(verify_dkim, ctx.message.raw, self.runtime.sync,
-                                          cfg.dkim_max_signatures, cfg.dkim_min_key_bits)
+            sigs = await run_verify_dkim(self.runtime, ctx.message.raw, cfg)
             new.update(dkim_tags(sigs))
         tags.update(new)
         passing = [d for d in tags.get("dkim.pass_domains", "").split(",") if d]

@@ -1,7 +1,9 @@
 """Worker threads and DNS for the blocking libraries (pyspf, dkimpy) the checks run on.
 
-Each check runs in a small thread pool so the event loop never waits on crypto or on a
-library's DNS calls; those calls go back to the shared async resolver through
+A check whose DNS answers are all cached runs on the event loop: it is then a short
+computation, and handing it to a thread and back (futures, wake-ups, GIL hand-overs) costs
+more than the check. Any other check runs in a small thread pool, so the event loop never
+waits on a library's DNS calls; those go back to the shared async resolver through
 :class:`~elemta_core.dns.sync.SyncResolver`.
 """
 
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 
 from elemta_core.dns.config import DnsConfig
 from elemta_core.dns.resolver import Resolver
-from elemta_core.dns.sync import SyncResolver
+from elemta_core.dns.sync import CachedLookups, NotCached, Queries, SyncResolver
 from elemta_core.plugins.api import PluginServices
 
 T = TypeVar("T")
@@ -50,6 +52,26 @@ class AuthRuntime:
         # After stop() (a reload swapped plugins mid-message) the loop's default pool
         # finishes the stragglers; no new pool is left behind.
         return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def check(self, fn: Callable[[Queries], T], inline: bool = True) -> T:
+        """``fn(queries)``: on the loop from the DNS cache alone, else (a miss, or not
+        ``inline``) again in a worker thread with the blocking resolver.
+
+        ``fn`` must be free of side effects a second run would repeat: after a miss its
+        first result is thrown away, whatever it was (a library may have swallowed the miss).
+        """
+        if inline:
+            cached = CachedLookups(self.resolver)
+            try:
+                result = fn(cached)
+            except NotCached:
+                pass
+            else:
+                if not cached.missed:
+                    return result
+        if self._sync is None:
+            await self.start()
+        return await self.run(fn, self.sync)
 
     async def stop(self) -> None:
         if self._executor is not None:

@@ -21,7 +21,7 @@ from builtin_plugins.auth import results
 from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.policy import Refusal, decide, printable
 from elemta_core.dns.answer import DnsTemporaryError
-from elemta_core.dns.sync import SyncResolver, spf_lookup
+from elemta_core.dns.sync import Queries, spf_lookup
 from elemta_core.hooks.context import HookContext
 from elemta_core.hooks.types import CONTINUE, HeaderChange, HeaderOp, HookResult
 
@@ -76,9 +76,12 @@ def _dispatch(name: str, qtype: str, strict: Any = True, timeout: float = 30) ->
 pyspf.DNSLookup = _dispatch
 
 
-def check_spf(sync: SyncResolver, ip: str, sender: str, helo: str, receiver: str,
+def check_spf(sync: Queries, ip: str, sender: str, helo: str, receiver: str,
               timeout: float = 20.0) -> SpfCheck:
-    """Evaluate SPF for ``sender`` (empty: the HELO identity). Blocking: call in a thread."""
+    """Evaluate SPF for ``sender`` (empty: the HELO identity).
+
+    Blocking with a :class:`SyncResolver`: call in a thread (``AuthRuntime.check``).
+    """
     identity = "mailfrom" if sender else "helo"
     domain = (sender.rpartition("@")[2] if sender else helo).lower().rstrip(".")
     try:
@@ -149,9 +152,10 @@ class SpfPlugin(AuthPlugin):
             self.config.skip_authenticated and (ctx.auth_user is not None or ctx.relay_allowed))
 
     async def _check(self, ctx: HookContext, sender: str) -> SpfCheck:
-        return await self.runtime.run(check_spf, self.runtime.sync, ctx.peer_ip, sender,
-                                      ctx.helo or "", self.services.hostname,
-                                      self.config.spf_timeout)
+        ip, helo, receiver = ctx.peer_ip, ctx.helo or "", self.services.hostname
+        timeout = self.config.spf_timeout
+        return await self.runtime.check(
+            lambda dns: check_spf(dns, ip, sender, helo, receiver, timeout))
 
     async def on_helo(self, ctx: HookContext) -> HookResult:
         if self._skip(ctx) or not self.config.spf_helo or not ctx.helo:

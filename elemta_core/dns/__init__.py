@@ -6,13 +6,23 @@ import elemta_core.config  # noqa: F401
 from elemta_core.dns.answer import DnsAnswer, DnsStatus, DnsTemporaryError
 from elemta_core.dns.config import DnsConfig
 from elemta_core.dns.resolver import Resolver
-from elemta_core.dns.sync import SyncResolver, dkim_txt_lookup, spf_lookup
+from elemta_core.dns.sync import (
+    CachedLookups,
+    NotCached,
+    Queries,
+    SyncResolver,
+    dkim_txt_lookup,
+    spf_lookup,
+)
 
 __all__ = [
+    "CachedLookups",
     "DnsAnswer",
     "DnsConfig",
     "DnsStatus",
     "DnsTemporaryError",
+    "NotCached",
+    "Queries",
     "Resolver",
     "SyncResolver",
     "dkim_txt_lookup",

@@ -4,6 +4,10 @@ pyspf and dkimpy call a lookup function synchronously, deep inside their own log
 run in worker threads; each lookup they make is handed back to the event loop that owns the
 resolver (``run_coroutine_threadsafe``) and the worker waits. So the loop never blocks, and
 every lookup shares one resolver, one cache and one set of nameservers.
+
+When every answer a check needs is already cached, the thread hand-off costs more than the
+check: :class:`CachedLookups` answers from the cache alone, so a check can run on the loop
+itself and be sent to a thread only when it missed (see ``AuthRuntime.check``).
 """
 
 from __future__ import annotations
@@ -12,13 +16,45 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from elemta_core.dns.answer import DnsAnswer, DnsStatus, DnsTemporaryError
 from elemta_core.dns.resolver import Resolver
 
 #: Grace beyond the resolver's own lifetime before a worker gives up waiting on the loop.
 _GRACE = 1.0
+
+
+class Queries(Protocol):
+    """What the adapters below need: a blocking ``query`` (either facade)."""
+
+    def query(self, name: str, rdtype: str) -> DnsAnswer: ...
+
+
+class NotCached(Exception):
+    """A cache-only lookup found nothing: the check must run again where it may wait."""
+
+
+class CachedLookups:
+    """``query(name, rdtype)`` from the resolver's cache alone, on any thread; never waits.
+
+    A miss raises :class:`NotCached` and sets ``missed``: a library may swallow the
+    exception (pyspf ignores any error while fetching an ``exp=`` text), so whoever runs a
+    check with this must discard its result when ``missed`` is set. One per check.
+    """
+
+    __slots__ = ("missed", "resolver")
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.missed = False
+
+    def query(self, name: str, rdtype: str) -> DnsAnswer:
+        hit = self.resolver.cached(name, rdtype)
+        if hit is None:
+            self.missed = True
+            raise NotCached(f"{name} {rdtype}")
+        return hit
 
 
 class SyncResolver:
@@ -48,7 +84,7 @@ class SyncResolver:
             return DnsAnswer(DnsStatus.TEMPFAIL, error=f"{name} {rdtype}: timed out")
 
 
-def dkim_txt_lookup(sync: SyncResolver) -> Callable[..., bytes | None]:
+def dkim_txt_lookup(sync: Queries) -> Callable[..., bytes | None]:
     """A ``dnsfunc`` for dkimpy: ``f(name, timeout=5) -> bytes | None``.
 
     Names with empty labels mean "no key" (dkimpy builds them from untrusted s= and d=).
@@ -69,7 +105,7 @@ def dkim_txt_lookup(sync: SyncResolver) -> Callable[..., bytes | None]:
     return dnsfunc
 
 
-def spf_lookup(sync: SyncResolver) -> Callable[[str, str], list[tuple[tuple[str, str], Any]]]:
+def spf_lookup(sync: Queries) -> Callable[[str, str], list[tuple[tuple[str, str], Any]]]:
     """Answers in pyspf's ``DNSLookup`` shape: ``[((name, qtype), value), ...]``.
 
     TXT values are a one-element tuple of the joined strings (pyspf joins them again);

@@ -7,9 +7,11 @@ import asyncio
 import pytest
 
 from elemta_core.dns import (
+    CachedLookups,
     DnsConfig,
     DnsStatus,
     DnsTemporaryError,
+    NotCached,
     Resolver,
     SyncResolver,
     dkim_txt_lookup,
@@ -83,3 +85,18 @@ async def test_a_stalled_loop_answer_becomes_a_temporary_error(zone: ZoneServer)
     s = await _sync(zone)
     ans = await asyncio.to_thread(s.query, "slow.example.org", "TXT")
     assert ans.status is DnsStatus.TEMPFAIL
+
+
+async def test_cache_only_lookups_answer_known_names_and_flag_a_miss(zone: ZoneServer) -> None:
+    zone.txt("t.example.org", "hello")
+    r = Resolver(DnsConfig(nameservers=[zone.address], timeout=0.3, lifetime=0.5))
+    cached = CachedLookups(r)
+    with pytest.raises(NotCached):
+        cached.query("t.example.org", "TXT")  # on the loop thread: never waits
+    assert cached.missed
+    await r.query("t.example.org", "TXT")
+    again = CachedLookups(r)
+    assert again.query("T.Example.org.", "TXT").records == (b"hello",)
+    assert not again.missed
+    assert dkim_txt_lookup(again)(b"t.example.org.") == b"hello"
+    assert spf_lookup(again)("t.example.org", "TXT") == [(("t.example.org", "TXT"), (b"hello",))]
