@@ -70,13 +70,16 @@ class MaildirWriter:
     """Group-committed local delivery: concurrent deliveries share their syncs.
 
     The same files and guarantees as :func:`deliver` (the copy is in ``new/`` and durable
-    before success is reported), at a fraction of the fsyncs under load.
+    before success is reported), at a fraction of the fsyncs under load. Mailbox directories
+    known to exist are remembered (as strings: path arithmetic per message showed in profiles).
     """
 
     def __init__(self, root: Path, sync: SyncMode = SyncMode.FSYNC, max_batch: int = 256) -> None:
         self.root = root
         self.committer = GroupCommitter(sync, max_batch, "maildir-commit")
-        self._boxes: set[Path] = set()
+        self._boxes: dict[str, tuple[str, str]] = {}  # address -> (tmp/, new/) of a made box
+        self._suffix = f".P{os.getpid()}Q"
+        self._host = socket.gethostname().replace("/", "_")
 
     def start(self) -> None:
         self.committer.start()
@@ -86,16 +89,19 @@ class MaildirWriter:
 
     async def deliver(self, address: str, data: bytes, *, queue_id: str,
                       mail_from: str) -> Path:
-        box = mailbox_path(self.root, address)
-        name = (f"{time.time_ns() // 1000}.P{os.getpid()}Q{queue_id}N{next(_counter)}"
-                f".{socket.gethostname().replace('/', '_')}")
+        name = f"{time.time_ns() // 1000}{self._suffix}{queue_id}N{next(_counter)}.{self._host}"
         head = format_header("Return-Path", f"<{mail_from}>") + format_header("Delivered-To", address)
+        dirs = self._boxes.get(address)
         try:
-            if box not in self._boxes:
+            if dirs is None:
+                box = mailbox_path(self.root, address)
                 await asyncio.get_running_loop().run_in_executor(None, ensure_maildir, box)
-                self._boxes.add(box)
-            await self.committer.write(box / "tmp" / name, box / "new" / name, head, data)
+                dirs = f"{box}/tmp/", f"{box}/new/"
+                if len(self._boxes) >= 10_000:
+                    self._boxes.clear()
+                self._boxes[address] = dirs
+            await self.committer.write(dirs[0] + name, dirs[1] + name, head, data)
         except OSError as e:
-            self._boxes.discard(box)
+            self._boxes.pop(address, None)
             raise DeliveryError(f"maildir write failed: {e.strerror or e}") from e
-        return box / "new" / name
+        return Path(dirs[1] + name)

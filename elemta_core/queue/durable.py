@@ -19,6 +19,7 @@ concurrent commits), the syncs overlap in ``SYNC_THREADS`` threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import time
@@ -37,8 +38,8 @@ PARALLEL_AFTER = 0.002
 
 @dataclass(slots=True)
 class _Write:
-    tmp: Path
-    final: Path
+    tmp: str
+    final: str
     chunks: tuple[bytes | memoryview, ...]
     future: asyncio.Future[None]
     error: OSError | None = None
@@ -52,7 +53,7 @@ def libc_syncfs() -> Callable[[int], int] | None:
         return None
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -100,11 +101,11 @@ class GroupCommitter:
         self._thread.shutdown(wait=True)
         self._syncers.shutdown(wait=True)
 
-    async def write(self, tmp: Path, final: Path, *chunks: bytes | memoryview) -> None:
+    async def write(self, tmp: str | Path, final: str | Path, *chunks: bytes | memoryview) -> None:
         """Return once ``final`` durably holds ``chunks``; raise the OSError otherwise."""
         assert self._wake is not None, "committer not started"
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Write(tmp, final, chunks, fut))
+        self._pending.append(_Write(os.fspath(tmp), os.fspath(final), chunks, fut))
         self._wake.set()
         await fut
 
@@ -165,15 +166,16 @@ class GroupCommitter:
         finally:
             for w in opened:
                 os.close(w.fd)
-        dirs: set[Path] = set()
+        dirs: set[str] = set()
         for w in batch:
             if w.error is None:
                 try:
                     os.rename(w.tmp, w.final)
-                    dirs.add(w.final.parent)
+                    dirs.add(os.path.dirname(w.final))
                     continue
                 except OSError as e:
                     w.error = e
-            w.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(w.tmp)
         for d in dirs:
             fsync_dir(d)
