@@ -16,6 +16,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -56,9 +57,12 @@ class Resolver:
         r.cache = dns.resolver.LRUCache(self.config.cache_size) if self.config.cache else None
         self._resolver = r
         self.lookups = 0
-        # Positive answers, converted, keyed by (name, type): read without the event loop by
-        # worker threads (SyncResolver), which would otherwise hop to the loop and back for
-        # every lookup pyspf and dkimpy make, cache hits included.
+        # Answers, converted, keyed by (name, type), until dnspython's cache would let them go:
+        # read without the event loop by worker threads (SyncResolver) and by checks run on
+        # the loop from the cache alone (CachedLookups); and the first place query() looks,
+        # cheaper than a dnspython cache hit. Negative answers too (NXDOMAIN, NODATA), with
+        # the expiry dnspython gave them (RFC 2308: the SOA's), so a check whose lookups
+        # find nothing can run from the cache as well.
         self._answers: dict[tuple[str, str], tuple[float, DnsAnswer]] = {}
         self._answers_lock = threading.Lock()
 
@@ -74,7 +78,8 @@ class Resolver:
             self._answers.clear()
 
     def cached(self, name: str, rdtype: str) -> DnsAnswer | None:
-        """A still-valid positive answer, from any thread; None when it must be asked."""
+        """A still-valid answer (positive, NXDOMAIN or NODATA), from any thread; None when it
+        must be asked."""
         key = (name.rstrip(".").lower(), rdtype.upper())
         with self._answers_lock:
             hit = self._answers.get(key)
@@ -93,6 +98,17 @@ class Resolver:
                 self._answers.pop(next(iter(self._answers)))  # the oldest entry
             self._answers[(name.rstrip(".").lower(), rdtype)] = (expires, answer)
 
+    def _remember_void(self, name: str, rdtype: str, qname: dns.name.Name,
+                       cache_type: dns.rdatatype.RdataType, answer: DnsAnswer) -> None:
+        """Keep a negative answer as long as dnspython's cache keeps it (its key: the name,
+        the type asked or ANY for NXDOMAIN, the class), and not at all when it does not."""
+        cache = self._resolver.cache
+        if cache is None:
+            return
+        entry = cache.get((qname, cache_type, dns.rdataclass.IN))
+        if entry is not None:
+            self._remember(name, rdtype, entry.expiration, answer)
+
     async def close(self) -> None:
         self.flush()
 
@@ -106,13 +122,20 @@ class Resolver:
             return DnsAnswer(DnsStatus.INVALID, error=f"invalid name {name!r}: {e}")
         if qname == dns.name.root:
             return DnsAnswer(DnsStatus.INVALID, error="empty name")
+        known = self.cached(name, rdtype)
+        if known is not None:
+            return known
         self.lookups += 1
         try:
             ans = await self._resolver.resolve(qname, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
-            return DnsAnswer(DnsStatus.NXDOMAIN, error=f"{name}: no such domain")
+            void = DnsAnswer(DnsStatus.NXDOMAIN, error=f"{name}: no such domain")
+            self._remember_void(name, rdtype, qname, dns.rdatatype.ANY, void)
+            return void
         except dns.resolver.NoAnswer:
-            return DnsAnswer(DnsStatus.NODATA, error=f"{name}: no {rdtype} record")
+            void = DnsAnswer(DnsStatus.NODATA, error=f"{name}: no {rdtype} record")
+            self._remember_void(name, rdtype, qname, dns.rdatatype.from_text(rdtype), void)
+            return void
         except dns.resolver.YXDOMAIN:
             return DnsAnswer(DnsStatus.NXDOMAIN, error=f"{name}: name too long after DNAME")
         except dns.resolver.LifetimeTimeout:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
 import pytest
 
 from elemta_core.config.errors import ConfigError
@@ -171,3 +174,30 @@ async def test_worker_threads_read_cached_answers_without_the_loop(zone: ZoneSer
     r.flush()
     assert r.cached("w.example.org", "TXT") is None
     assert resolver(zone, cache=False).cached("w.example.org", "TXT") is None
+
+
+async def test_negative_answers_are_readable_from_the_cache_too(zone: ZoneServer) -> None:
+    zone.a("x.example.org", "192.0.2.3")
+    r = resolver(zone)
+    nx = await r.query("nx.example.org", "TXT")
+    nodata = await r.query("x.example.org", "TXT")
+    assert (nx.status, nodata.status) == (DnsStatus.NXDOMAIN, DnsStatus.NODATA)
+    assert r.cached("NX.example.org.", "TXT") == nx and r.cached("x.example.org", "TXT") == nodata
+    assert r.cached("x.example.org", "MX") is None  # never asked
+    assert resolver(zone, cache=False).cached("nx.example.org", "TXT") is None
+    uncached = resolver(zone, cache=False)
+    await uncached.query("nx.example.org", "TXT")
+    assert uncached.cached("nx.example.org", "TXT") is None
+    r.flush()
+    assert r.cached("nx.example.org", "TXT") is None
+
+
+async def test_negative_answers_expire_with_dnspythons_cache(zone: ZoneServer) -> None:
+    zone.a("x.example.org", "192.0.2.3")
+    r = resolver(zone)
+    await r.query("x.example.org", "TXT")
+    cache = r._resolver.cache
+    assert cache is not None
+    entry = cache.get((dns.name.from_text("x.example.org."), dns.rdatatype.TXT,
+                       dns.rdataclass.IN))
+    assert entry is not None and r._answers[("x.example.org", "TXT")][0] == entry.expiration
