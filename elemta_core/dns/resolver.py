@@ -116,15 +116,16 @@ class Resolver:
         rdtype = rdtype.upper()
         if rdtype not in _SUPPORTED:
             raise ValueError(f"unsupported record type {rdtype}")
+        # Only names once asked, so valid, are there (spelled as below: trailing dots dropped)
+        known = self.cached(name, rdtype)
+        if known is not None:
+            return known
         try:
             qname = dns.name.from_text(name.rstrip(".") + "." if name else "")
         except (dns.exception.DNSException, UnicodeError, ValueError) as e:
             return DnsAnswer(DnsStatus.INVALID, error=f"invalid name {name!r}: {e}")
         if qname == dns.name.root:
             return DnsAnswer(DnsStatus.INVALID, error="empty name")
-        known = self.cached(name, rdtype)
-        if known is not None:
-            return known
         self.lookups += 1
         try:
             ans = await self._resolver.resolve(qname, rdtype, search=False)
