@@ -86,8 +86,9 @@ class _Commands(dict[str, Any]):
     """aiosmtpd's command table, policed: a command budget, protocol synchronization, NUL bytes,
     and unknown commands routed to the ``unknown_command`` hook."""
 
-    def __init__(self, methods: dict[str, Any], proto: ElemtaSMTP) -> None:
-        super().__init__(methods)
+    def __init__(self, proto: ElemtaSMTP) -> None:
+        # The class's smtp_* functions, bound on use: aiosmtpd binds all ~20 per connection.
+        super().__init__(_introspection.commands(type(proto)))
         self.proto = proto
 
     def get(self, command: str, default: Any = None) -> Any:
@@ -104,7 +105,7 @@ class _Commands(dict[str, Any]):
         m = dict.get(self, command)
         if m is None:
             return functools.partial(p.unknown_command, command)
-        return functools.partial(p.checked, m)
+        return functools.partial(p.checked, m.__get__(p))
 
 
 class _IntrospectionCache:
@@ -118,14 +119,26 @@ class _IntrospectionCache:
         self._auth_names: dict[type, list[str]] = {}
         self._signatures: dict[Any, inspect.Signature] = {}
         self._dirs: dict[type, list[str]] = {}
+        self._commands: dict[type, dict[str, Any]] = {}
 
     def dir(self, obj: Any) -> list[str]:
-        # aiosmtpd filters dir() for smtp_*/handle_* methods: class attributes only.
+        # aiosmtpd filters dir() for smtp_*/handle_* methods: class attributes only. Elemta's
+        # protocol gets its command table from ``commands`` instead.
+        if isinstance(obj, ElemtaSMTP):
+            return []
         names = self._dirs.get(type(obj))
         if names is None:
             names = self._dirs[type(obj)] = [n for n in dir(obj)
                                              if n.startswith(("smtp_", "handle_"))]
         return names
+
+    def commands(self, cls: type) -> dict[str, Any]:
+        """aiosmtpd's command table (``MAIL`` -> ``smtp_MAIL``), of unbound functions."""
+        table = self._commands.get(cls)
+        if table is None:
+            table = self._commands[cls] = {n[5:]: getattr(cls, n) for n in dir(cls)
+                                           if n.startswith("smtp_")}
+        return table
 
     def getmembers(self, obj: Any) -> list[tuple[str, Any]]:
         # aiosmtpd only looks for auth_* members here; return just those, bound to obj.
@@ -171,7 +184,7 @@ class ElemtaSMTP(SMTP):
         self._in_ehlo = False
         self.proxy = proxy
         self.bad_recipients = 0
-        self._smtp_methods = _Commands(self._smtp_methods, self)
+        self._smtp_methods = _Commands(self)
 
     # -- connection lifecycle --------------------------------------------------------------
 
