@@ -174,6 +174,7 @@ class ElemtaSMTP(SMTP):
         self.command_size_limit = command_size_limit
         # aiosmtpd's table is a class-level dict shared by all connections; give each its own.
         self.command_size_limits = collections.defaultdict(lambda: command_size_limit)
+        self._deadline = 0.0
         super().__init__(handler, **kw)
         self.max_commands = max_commands
         self.max_bad_commands = max_bad_commands
@@ -207,6 +208,22 @@ class ElemtaSMTP(SMTP):
             if not self._released:
                 self._released = True
                 self.event_handler.released(self)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd cancels and re-creates a timer for every command; here each command only
+        moves the deadline, and the one timer, when it fires early, re-arms for the rest."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        h = self._timeout_handle
+        if h is None or h.cancelled() or h.when() > self._deadline:
+            if h is not None:
+                h.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self._deadline - self.loop.time() > 0.001:  # there was activity since it was set
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         # RFC 5321 4.5.3.2: tell the idle client why before closing.

@@ -122,6 +122,17 @@ def test_idle_timeout_says_421(limited: ServerProcess) -> None:
         r.line()
 
 
+def test_idle_timeout_counts_from_the_last_command(limited: ServerProcess) -> None:
+    s, r = talk(limited.port)  # idle_timeout = 1.0
+    t0 = time.monotonic()
+    for _ in range(3):
+        time.sleep(0.6)
+        assert r.cmd("NOOP").startswith("250")  # each command moves the deadline
+    assert r.line().startswith("421 4.4.2")
+    idle = time.monotonic() - t0 - 1.8
+    assert 0.9 < idle < 4, idle
+
+
 def test_max_connections(limited: ServerProcess) -> None:
     held = [talk(limited.port) for _ in range(3)]
     s = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
