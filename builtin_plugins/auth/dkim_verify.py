@@ -20,7 +20,7 @@ from typing import Any
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from builtin_plugins.auth import dkim_crypto, results
+from builtin_plugins.auth import dkim_canon, dkim_crypto, results
 from builtin_plugins.auth.base import AuthPlugin
 from builtin_plugins.auth.config import AuthConfig
 from builtin_plugins.auth.policy import Refusal, decide, printable
@@ -46,6 +46,7 @@ class _LibraryLog:
 DKIMPY_LOG = _LibraryLog("elemta.plugin.dkim.dkimpy")
 
 dkim_crypto.install()  # key records parsed once, RSA signatures checked by OpenSSL
+dkim_canon.install()  # relaxed canonicalisation without needless regex work
 
 
 class DkimResult(str, enum.Enum):

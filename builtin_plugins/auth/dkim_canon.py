@@ -1,0 +1,67 @@
+r"""Three regular expressions of dkimpy's canonicalisation, same output, less work.
+
+For a small message dkimpy spends most of a verification in three ``re.sub`` calls, each
+doing far more work than its result needs. :func:`install` swaps in equivalents, for the
+whole process, of ``dkim.canonicalization``'s module functions (``Relaxed`` calls them by
+name) and of ``dkim.RE_BTAG`` (``hash_headers`` uses it by name):
+
+- :func:`compress_whitespace` (``[\t ]+`` → one space, RFC 6376 §3.4.2/§3.4.4) rewrote
+  every single space of ordinary text; it now replaces only the runs that change: those
+  holding a tab or longer than one space (``\t[\t ]*`` or `` [\t ]+``, each taking a whole
+  run, since a run starts with a tab or with a space that is, or is not, followed by more).
+- :func:`strip_trailing_whitespace` (``[\t ]+\r\n`` → CRLF) started a match attempt at
+  every space; it now returns the text as it is unless a space or tab stands right before
+  a CRLF (two substring searches), the only place the pattern can match.
+- :data:`RE_BTAG`, which blanks the ``b=`` value of the signature being checked, repeated a
+  group of nested optional whitespace per character of the value (tens of microseconds
+  for one header). Its FWS, ``(?:(?:\s*\r?\n)?\s+)?``, matches exactly any run of
+  whitespace, so ``(?:FWS[a-zA-Z0-9+/=])*`` is the longest stretch of whitespace and
+  base64 characters that ends in a base64 character: one character class, then one more.
+  Every match starts and ends where dkimpy's does, so substitution gives the same bytes.
+
+Tests compare each with dkimpy's own on exhaustive short inputs and random long ones.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dkim
+import dkim.canonicalization as canon
+
+_CHANGING_RUNS = re.compile(b"\t[\t ]*| [\t ]+")
+_TRAILING = re.compile(b"[\t ]+\r\n")
+
+#: ``dkim.RE_BTAG``'s matches, found without a repeated group (see the module docstring).
+RE_BTAG = re.compile(rb"([;\s]b\s*=)(?:[\sa-zA-Z0-9+/=]*[a-zA-Z0-9+/=])?(?:\r?\n\Z)?")
+
+_original_compress: Any = getattr(canon.compress_whitespace, "__wrapped_dkimpy__",
+                                  canon.compress_whitespace)
+_original_strip: Any = getattr(canon.strip_trailing_whitespace, "__wrapped_dkimpy__",
+                               canon.strip_trailing_whitespace)
+#: dkimpy's own (install() runs after this module's import; the tests compare against it).
+ORIGINAL_RE_BTAG: re.Pattern[bytes] = dkim.RE_BTAG
+
+
+def compress_whitespace(content: bytes) -> bytes:
+    """``re.sub(b"[\\t ]+", b" ", content)``: every run of spaces and tabs as one space."""
+    return _CHANGING_RUNS.sub(b" ", content)
+
+
+def strip_trailing_whitespace(content: bytes) -> bytes:
+    """``re.sub(b"[\\t ]+\\r\\n", b"\\r\\n", content)``: no space or tab before a line end."""
+    if b" \r\n" not in content and b"\t\r\n" not in content:
+        return content
+    return _TRAILING.sub(b"\r\n", content)
+
+
+compress_whitespace.__wrapped_dkimpy__ = _original_compress  # type: ignore[attr-defined]
+strip_trailing_whitespace.__wrapped_dkimpy__ = _original_strip  # type: ignore[attr-defined]
+
+
+def install() -> None:
+    """Put all three into dkimpy (idempotent); ``dkim_verify`` calls it when imported."""
+    canon.compress_whitespace = compress_whitespace
+    canon.strip_trailing_whitespace = strip_trailing_whitespace
+    dkim.RE_BTAG = RE_BTAG
