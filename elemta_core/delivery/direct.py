@@ -52,7 +52,7 @@ class DirectLocal:
         self.pipeline = pipeline
         self.max_hops = max_hops
         self.enabled = enabled
-        self.results = results
+        self._delivered = results.labels("delivered") if results is not None else None
         self.delivered = 0
 
     def eligible(self, recipients: list[str]) -> bool:
@@ -93,8 +93,8 @@ class DirectLocal:
             rcpt.state = RecipientState.DELIVERED
             rcpt.last_code, rcpt.last_text = 250, "2.0.0 delivered to maildir"
             self.delivered += 1
-            if self.results is not None:
-                self.results.labels("delivered").inc()
+            if self._delivered is not None:
+                self._delivered.inc()
             log.info("%s to=<%s> relay=%s status=delivered code=250 2.0.0 delivered to "
                      "maildir (direct)", env.queue_id, rcpt.address, LOCAL.key)
         return done
