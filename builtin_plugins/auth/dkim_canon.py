@@ -6,9 +6,10 @@ whole process, of ``dkim.canonicalization``'s module functions (``Relaxed`` call
 name) and of ``dkim.RE_BTAG`` (``hash_headers`` uses it by name):
 
 - :func:`compress_whitespace` (``[\t ]+`` → one space, RFC 6376 §3.4.2/§3.4.4) rewrote
-  every single space of ordinary text; it now replaces only the runs that change: those
-  holding a tab or longer than one space (``\t[\t ]*`` or `` [\t ]+``, each taking a whole
-  run, since a run starts with a tab or with a space that is, or is not, followed by more).
+  every single space of ordinary text; it now returns text without a tab or two spaces in
+  a row as it is, and otherwise replaces only the runs that change: those holding a tab or
+  longer than one space (``\t[\t ]*`` or `` [\t ]+``, each taking a whole run, since a run
+  starts with a tab or with a space that is, or is not, followed by more).
 - :func:`strip_trailing_whitespace` (``[\t ]+\r\n`` → CRLF) started a match attempt at
   every space; it now returns the text as it is unless a space or tab stands right before
   a CRLF (two substring searches), the only place the pattern can match.
@@ -46,6 +47,8 @@ ORIGINAL_RE_BTAG: re.Pattern[bytes] = dkim.RE_BTAG
 
 def compress_whitespace(content: bytes) -> bytes:
     """``re.sub(b"[\\t ]+", b" ", content)``: every run of spaces and tabs as one space."""
+    if b"\t" not in content and b"  " not in content:
+        return content  # every run is a single space already
     return _CHANGING_RUNS.sub(b" ", content)
 
 
