@@ -64,8 +64,11 @@ class DmarcRecord:
     ruf: str = ""
 
 
+@lru_cache(maxsize=1024)
 def parse_record(text: str) -> DmarcRecord:
-    """RFC 7489 §6.3; unknown tags are ignored, bad values of known ones are errors."""
+    """RFC 7489 §6.3; unknown tags are ignored, bad values of known ones are errors.
+
+    Memoised by the text (a record is a value; errors are raised afresh each time)."""
     parts = [p.strip() for p in text.split(";")]
     tags: dict[str, str] = {}
     for i, part in enumerate(p for p in parts if p):
@@ -106,8 +109,10 @@ def _psl() -> PublicSuffixList:
     return PublicSuffixList()
 
 
+@lru_cache(maxsize=4096)
 def org_domain(domain: str) -> str:
-    """The organisational domain (RFC 7489 §3.2); a public suffix is its own."""
+    """The organisational domain (RFC 7489 §3.2); a public suffix is its own. Memoised: the
+    list is loaded once, so the answer depends on the name alone."""
     domain = domain.lower().rstrip(".")
     return _psl().privatesuffix(domain) or domain
 

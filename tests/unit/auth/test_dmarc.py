@@ -162,3 +162,11 @@ async def test_results_from_dns(zone: ZoneServer, sync: SyncResolver) -> None:
     zone.txt("_dmarc.example.edu", "some other text")
     assert (await check(sync, msg("a@example.edu"))).result is DmarcResult.NONE
     assert (await check(sync, msg("a@localhost"))).result is DmarcResult.PERMERROR
+
+
+def test_records_and_org_domains_are_memoised_errors_are_not() -> None:
+    assert parse_record("v=DMARC1; p=reject") is parse_record("v=DMARC1; p=reject")
+    for _ in range(2):
+        with pytest.raises(DmarcRecordError):
+            parse_record("v=DMARC1; p=maybe")
+    assert org_domain("x.example.org") == org_domain("x.example.org") == "example.org"
