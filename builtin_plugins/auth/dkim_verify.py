@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import dkim
@@ -101,27 +102,31 @@ class _KeyProbe:
             self.problem = f"no key at {text.rstrip('.')}"
             return None
         self.record = rec
-        try:
-            self.tags = parse_tag_value(rec)
-        except InvalidTagValueList as e:
-            self.problem = f"malformed key record: {e}"
-            return None
-        if self.tags.get(b"p", b"") == b"":
-            self.problem = "key revoked"
-            return None
-        services = [x.strip() for x in _text(self.tags.get(b"s", b"*")).split(":")]
-        if "*" not in services and "email" not in services:
-            # dkimpy swallows this case and goes on with no key at all
-            self.problem = f"key s={_text(self.tags.get(b's'))} is not for email"
-            return None
-        if b"s" in self.tags:  # checked here; dkimpy cannot read a list like s=tlsrpt:email
-            rec = b"; ".join(k + b"=" + v for k, v in self.tags.items() if k != b"s")
-        try:
-            dkim.evaluate_pk(text, rec)
-        except Exception as e:  # noqa: BLE001 - KeyFormatError, or a parser's error on junk
-            self.problem = printable(f"unusable key record: {e}", 120)
-            return None
-        return rec
+        self.tags, self.problem, usable = _examine_key(rec)
+        return usable
+
+
+@lru_cache(maxsize=1024)
+def _examine_key(rec: bytes) -> tuple[dict[bytes, bytes], str, bytes | None]:
+    """(tags, problem, the record as dkimpy should read it): a pure function of the record
+    text, so memoised (the tags are only read)."""
+    try:
+        tags: dict[bytes, bytes] = parse_tag_value(rec)
+    except InvalidTagValueList as e:
+        return {}, f"malformed key record: {e}", None
+    if tags.get(b"p", b"") == b"":
+        return tags, "key revoked", None
+    services = [x.strip() for x in _text(tags.get(b"s", b"*")).split(":")]
+    if "*" not in services and "email" not in services:
+        # dkimpy swallows this case and goes on with no key at all
+        return tags, f"key s={_text(tags.get(b's'))} is not for email", None
+    if b"s" in tags:  # checked here; dkimpy cannot read a list like s=tlsrpt:email
+        rec = b"; ".join(k + b"=" + v for k, v in tags.items() if k != b"s")
+    try:
+        dkim.evaluate_pk(b"", rec)
+    except Exception as e:  # noqa: BLE001 - KeyFormatError, or a parser's error on junk
+        return tags, printable(f"unusable key record: {e}", 120), None
+    return tags, "", rec
 
 
 def _sig_fields(value: bytes) -> dict[bytes, bytes]:

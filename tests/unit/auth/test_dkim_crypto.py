@@ -192,3 +192,16 @@ def test_verify_dkim_results_are_dkimpys(monkeypatch: pytest.MonkeyPatch, signer
     assert ours == theirs
     assert (ours["good"][0].result.value == "pass") is (signer is published)
     assert all(r[0].result.value != "pass" for k, r in ours.items() if k not in ("good", "simple"))
+
+
+@pytest.mark.parametrize("record", [
+    "v=DKIM1; p=", "v=DKIM1; k=rsa; p=AAAA", "v=DKIM1; s=tlsrpt; p=AAAA", "garbage",
+    "v=DKIM1; h=sha1; p={p}", "v=DKIM1; s=tlsrpt:email; p={p}",
+], ids=["revoked", "unusable", "not-email", "malformed", "hash", "services"])
+def test_key_record_verdicts_stay_when_memoised(record: str) -> None:
+    p = RSA_KEY.public_b64
+    lookup = _dnsfunc(record.replace("{p}", p))
+    raw = _signed(RSA_KEY)
+    first, again = verify_dkim(raw, lookup), verify_dkim(raw, lookup)
+    assert first == again and first[0].result.value in ("permerror", "pass")
+    assert (first[0].result.value == "pass") is record.endswith("email; p={p}")
