@@ -35,7 +35,7 @@ class Proto(ElemtaSMTP):
 
 
 async def session(stream: bytes, *, size: int = 10_000, line: int = 1000,
-                  chunk: int | None = None) -> tuple[list[bytes], bytes]:
+                  chunk: int | None = None, more: int = 0) -> tuple[list[bytes], bytes]:
     cap = Capture()
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(
@@ -57,6 +57,8 @@ async def session(stream: bytes, *, size: int = 10_000, line: int = 1000,
     else:
         w.write(stream)
     reply = await asyncio.wait_for(r.readline(), 10)
+    for _ in range(more):  # replies to commands pipelined behind the data
+        reply += await asyncio.wait_for(r.readline(), 10)
     w.close()
     srv.close()
     return cap.got, reply
@@ -82,3 +84,26 @@ async def test_size_and_line_limits() -> None:
     assert reply.startswith(b"500") and got == []
     got, reply = await session(b"z" * 38 + b"\r\n.\r\n", line=40)
     assert reply.startswith(b"250") and got == [b"z" * 38 + b"\r\n"]
+
+
+@pytest.mark.parametrize("chunk", [None, 5, 4096])
+async def test_many_lines_ending_in_a_full_stop(chunk: int | None) -> None:
+    body = b"".join(b"Sentence number %d.\r\n" % i for i in range(3000))
+    got, reply = await session(body + b".\r\n", size=1 << 20, chunk=chunk)
+    assert reply.startswith(b"250") and got == [body]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+async def test_commands_pipelined_behind_the_data_are_kept(chunk: int | None) -> None:
+    got, reply = await session(b"hi\r\n.\r\nNOOP\r\nQUIT\r\n", chunk=chunk, more=2)
+    assert got == [b"hi\r\n"]
+    assert reply.split(b"\r\n")[:3] == [b"250 2.0.0 OK", b"250 2.0.0 OK", b"221 2.0.0 Bye"]
+
+
+@pytest.mark.parametrize("chunk", [None, 2, 7])
+async def test_over_the_limit_read_to_the_end_in_any_split(chunk: int | None) -> None:
+    got, reply = await session(b"line\r\n" * 100 + b".\r\nQUIT\r\n", size=50, chunk=chunk, more=1)
+    assert got == []
+    assert reply.startswith(b"552") and reply.split(b"\r\n")[1].startswith(b"221")
+    got, reply = await session(b"x" * 48 + b"\r\n.\r\n", size=50)  # exactly the limit
+    assert reply.startswith(b"250") and got == [b"x" * 48 + b"\r\n"]
