@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from builtin_plugins.auth.dkim_sign import Signer
 from builtin_plugins.auth.dkim_verify import INLINE_MAX_BYTES, verify_dkim
 from builtin_plugins.auth.keys import KeyType, generate
 from builtin_plugins.auth.runtime import AuthRuntime
 from builtin_plugins.auth.spf import SpfResult, check_spf
 from elemta_core.dns import CachedLookups, DnsConfig, NotCached, Queries, Resolver
 from tests.support.dns_server import ZoneServer
-from tests.unit.auth.test_dkim import MSG, Signer, publish, sign
+from tests.unit.auth.test_dkim import MSG, publish, sign
 
 
 @pytest.fixture
