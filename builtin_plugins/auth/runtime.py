@@ -2,7 +2,10 @@
 
 A check whose DNS answers are all cached runs on the event loop: it is then a short
 computation, and handing it to a thread and back (futures, wake-ups, GIL hand-overs) costs
-more than the check. Any other check runs in a small thread pool, so the event loop never
+more than the check. A check given a ``memo`` key (SPF: client address, sender, HELO) keeps
+its result until the first of the DNS answers it used expires, or the resolver's cache is
+flushed: until then, running it again could only give the same result. Connections from the
+same host with the same HELO, and mail from the same sender, are the common case. Any other check runs in a small thread pool, so the event loop never
 waits on a library's DNS calls; those go back to the shared async resolver through
 :class:`~elemta_core.dns.sync.SyncResolver`.
 """
@@ -10,7 +13,8 @@ waits on a library's DNS calls; those go back to the shared async resolver throu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -20,6 +24,10 @@ from elemta_core.dns.sync import CachedLookups, NotCached, Queries, SyncResolver
 from elemta_core.plugins.api import PluginServices
 
 T = TypeVar("T")
+
+#: Results kept per plugin, and for at most this long even when no DNS answer bounds them.
+MEMO_SIZE = 10_000
+MEMO_MAX_SECONDS = 3600.0
 
 
 class AuthRuntime:
@@ -34,6 +42,8 @@ class AuthRuntime:
         self.workers = workers
         self._executor: ThreadPoolExecutor | None = None
         self._sync: SyncResolver | None = None
+        self._memo: dict[Hashable, tuple[float, int, Any]] = {}
+        self.memo_hits = 0
 
     @property
     def sync(self) -> SyncResolver:
@@ -53,21 +63,37 @@ class AuthRuntime:
         # finishes the stragglers; no new pool is left behind.
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    async def check(self, fn: Callable[[Queries], T], inline: bool = True) -> T:
+    async def check(self, fn: Callable[[Queries], T], inline: bool = True,
+                    memo: Hashable | None = None) -> T:
         """``fn(queries)``: on the loop from the DNS cache alone, else (a miss, or not
         ``inline``) again in a worker thread with the blocking resolver.
 
         ``fn`` must be free of side effects a second run would repeat: after a miss its
         first result is thrown away, whatever it was (a library may have swallowed the miss).
+        With ``memo`` (a key naming every input of ``fn``), a result computed from the cache
+        is kept as long as every answer it used, and returned for the same key meanwhile.
         """
+        if memo is not None:
+            kept = self._memo.get(memo)
+            if kept is not None:
+                if kept[0] > time.time() and kept[1] == self.resolver.generation:
+                    self.memo_hits += 1
+                    return kept[2]  # type: ignore[no-any-return]
+                del self._memo[memo]
         if inline:
             cached = CachedLookups(self.resolver)
+            generation = self.resolver.generation
             try:
                 result = fn(cached)
             except NotCached:
                 pass
             else:
                 if not cached.missed:
+                    if memo is not None:
+                        if len(self._memo) >= MEMO_SIZE:
+                            self._memo.pop(next(iter(self._memo)))  # the oldest
+                        self._memo[memo] = (min(cached.until, time.time() + MEMO_MAX_SECONDS),
+                                            generation, result)
                     return result
         if self._sync is None:
             await self.start()

@@ -155,7 +155,8 @@ class SpfPlugin(AuthPlugin):
         ip, helo, receiver = ctx.peer_ip, ctx.helo or "", self.services.hostname
         timeout = self.config.spf_timeout
         return await self.runtime.check(
-            lambda dns: check_spf(dns, ip, sender, helo, receiver, timeout))
+            lambda dns: check_spf(dns, ip, sender, helo, receiver, timeout),
+            memo=("spf", ip, sender, helo, receiver, timeout))
 
     async def on_helo(self, ctx: HookContext) -> HookResult:
         if self._skip(ctx) or not self.config.spf_helo or not ctx.helo:

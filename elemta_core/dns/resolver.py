@@ -65,6 +65,8 @@ class Resolver:
         # find nothing can run from the cache as well.
         self._answers: dict[tuple[str, str], tuple[float, DnsAnswer]] = {}
         self._answers_lock = threading.Lock()
+        #: Bumped by flush(): results computed from earlier answers are stale.
+        self.generation = 0
 
     @property
     def nameservers(self) -> list[str]:
@@ -76,10 +78,16 @@ class Resolver:
             self._resolver.cache.flush()
         with self._answers_lock:
             self._answers.clear()
+            self.generation += 1
 
     def cached(self, name: str, rdtype: str) -> DnsAnswer | None:
         """A still-valid answer (positive, NXDOMAIN or NODATA), from any thread; None when it
         must be asked."""
+        hit = self.cached_until(name, rdtype)
+        return None if hit is None else hit[1]
+
+    def cached_until(self, name: str, rdtype: str) -> tuple[float, DnsAnswer] | None:
+        """:meth:`cached`, with when the answer expires (``time.time()`` seconds)."""
         key = (name.rstrip(".").lower(), rdtype.upper())
         with self._answers_lock:
             hit = self._answers.get(key)
@@ -88,7 +96,7 @@ class Resolver:
             if hit[0] <= time.time():
                 del self._answers[key]
                 return None
-            return hit[1]
+            return hit
 
     def _remember(self, name: str, rdtype: str, expires: float, answer: DnsAnswer) -> None:
         if not self.config.cache:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -43,18 +44,20 @@ class CachedLookups:
     check with this must discard its result when ``missed`` is set. One per check.
     """
 
-    __slots__ = ("missed", "resolver")
+    __slots__ = ("missed", "resolver", "until")
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.missed = False
+        self.until = math.inf  # when the first of the answers used expires
 
     def query(self, name: str, rdtype: str) -> DnsAnswer:
-        hit = self.resolver.cached(name, rdtype)
+        hit = self.resolver.cached_until(name, rdtype)
         if hit is None:
             self.missed = True
             raise NotCached(f"{name} {rdtype}")
-        return hit
+        self.until = min(self.until, hit[0])
+        return hit[1]
 
 
 class SyncResolver:

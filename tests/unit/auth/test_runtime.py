@@ -3,7 +3,9 @@ in a worker thread, with the same result either way."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -108,3 +110,56 @@ async def test_large_messages_are_verified_in_a_thread(zone: ZoneServer,
     runtime.run = spy  # type: ignore[method-assign]
     [res] = await run_verify_dkim(runtime, raw, AuthConfig())
     assert res.result.value == "pass" and len(handed_off) == 1
+
+
+async def test_memo_lasts_as_long_as_the_answers_it_used(zone: ZoneServer,
+                                                         runtime: AuthRuntime) -> None:
+    zone.txt("example.org", "v=spf1 -all")
+    zone.txt("other.example", "v=spf1 +all")
+    runs: list[str] = []
+
+    def fn(dns: Queries) -> tuple[object, ...]:
+        runs.append("ran")
+        return (dns.query("example.org", "TXT").records, dns.query("other.example", "TXT").records)
+
+    first = await runtime.check(fn, memo="k")  # a miss: computed in a thread, not kept
+    await runtime.check(fn, memo="k")  # from the cache: kept
+    n = len(runs)
+    assert await runtime.check(fn, memo="k") == first and len(runs) == n  # the memo answered
+    assert runtime.memo_hits == 1
+    await runtime.check(fn, memo="other key")
+    assert len(runs) == n + 1  # another key is another check
+    # the memo lasts until the first of the answers it used expires
+    r = runtime.resolver
+    r.flush()
+    await runtime.check(fn, memo="k")  # a miss again: fetched, not kept
+    hit = r.cached_until("other.example", "TXT")
+    assert hit is not None
+    r._answers[("other.example", "TXT")] = (time.time() + 0.3, hit[1])
+    runs.clear()
+    await runtime.check(fn, memo="k")  # computed from the cache: kept for 0.3 s
+    await runtime.check(fn, memo="k")
+    assert runs == ["ran"]
+    await asyncio.sleep(0.35)
+    await runtime.check(fn, memo="k")
+    assert len(runs) > 1  # expired with its answer: computed again
+    # a flushed cache (a zone was rewritten) forgets every memo
+    await runtime.check(fn, memo="k")
+    await runtime.check(fn, memo="k")  # kept again
+    runs.clear()
+    await runtime.check(fn, memo="k")
+    assert runs == []
+    r.flush()
+    await runtime.check(fn, memo="k")
+    assert runs  # computed again
+
+
+async def test_spf_results_are_memoised_per_identity(zone: ZoneServer,
+                                                    runtime: AuthRuntime) -> None:
+    zone.txt("example.org", "v=spf1 ip4:192.0.2.0/24 -all")
+    for _ in range(3):
+        chk = await runtime.check(
+            lambda dns: check_spf(dns, "192.0.2.1", "a@example.org", "h.example", "mx"),
+            memo=("spf", "192.0.2.1", "a@example.org", "h.example", "mx"))
+        assert chk.result is SpfResult.PASS
+    assert runtime.memo_hits == 1  # miss (thread), cached run (kept), then the memo
