@@ -1,9 +1,9 @@
-r"""Three regular expressions of dkimpy's canonicalisation, same output, less work.
+r"""Parts of dkimpy's message parsing and canonicalisation: same output, less work.
 
-For a small message dkimpy spends most of a verification in three ``re.sub`` calls, each
+For a small message dkimpy spends most of a verification in a few regex calls, each
 doing far more work than its result needs. :func:`install` swaps in equivalents, for the
 whole process, of ``dkim.canonicalization``'s module functions (``Relaxed`` calls them by
-name) and of ``dkim.RE_BTAG`` (``hash_headers`` uses it by name):
+name) and of ``dkim.RE_BTAG`` and ``dkim.rfc822_parse`` (used by name):
 
 - :func:`compress_whitespace` (``[\t ]+`` → one space, RFC 6376 §3.4.2/§3.4.4) rewrote
   every single space of ordinary text; it now returns text without a tab or two spaces in
@@ -19,6 +19,11 @@ name) and of ``dkim.RE_BTAG`` (``hash_headers`` uses it by name):
   whitespace, so ``(?:FWS[a-zA-Z0-9+/=])*`` is the longest stretch of whitespace and
   base64 characters that ends in a base64 character: one character class, then one more.
   Every match starts and ends where dkimpy's does, so substitution gives the same bytes.
+
+- :func:`rfc822_parse` (the message split into headers and a CRLF body) split the whole
+  message with ``re.split(b"\r?\n")`` to look at its first few lines: ~40 µs of 48 for
+  4 KiB. Where every LF follows a CR (Elemta's own messages: bare line ends are normalised
+  at the edge) that split is ``bytes.split(b"\r\n")``; otherwise dkimpy's own runs.
 
 Tests compare each with dkimpy's own on exhaustive short inputs and random long ones.
 """
@@ -43,6 +48,37 @@ _original_strip: Any = getattr(canon.strip_trailing_whitespace, "__wrapped_dkimp
                                canon.strip_trailing_whitespace)
 #: dkimpy's own (install() runs after this module's import; the tests compare against it).
 ORIGINAL_RE_BTAG: re.Pattern[bytes] = dkim.RE_BTAG
+ORIGINAL_RFC822_PARSE: Any = getattr(dkim.rfc822_parse, "__wrapped_dkimpy__", dkim.rfc822_parse)
+_HEADER_NAME = re.compile(rb"([\x21-\x7e]+?):")
+
+
+def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """``dkim.rfc822_parse``: ([name, value + CRLF] per header field, the body CRLF-joined)."""
+    if message.count(b"\n") != message.count(b"\r\n"):
+        return ORIGINAL_RFC822_PARSE(message)  # type: ignore[no-any-return]
+    lines = message.split(b"\r\n")
+    headers: list[list[bytes]] = []
+    i = 0
+    n = len(lines)
+    while i < n:
+        line = lines[i]
+        if not line:
+            i += 1
+            break
+        if line[0] in (0x09, 0x20):
+            headers[-1][1] += line + b"\r\n"  # IndexError on a leading continuation, as dkimpy
+        else:
+            m = _HEADER_NAME.match(line)
+            if m is not None:
+                headers.append([m.group(1), line[m.end(0):] + b"\r\n"])
+            elif not line.startswith(b"From "):
+                raise dkim.MessageFormatError(  # dkimpy's words, bytes repr included
+                    f"Unexpected characters in RFC822 header: {line!r}")
+        i += 1
+    return headers, b"\r\n".join(lines[i:])
+
+
+rfc822_parse.__wrapped_dkimpy__ = ORIGINAL_RFC822_PARSE  # type: ignore[attr-defined]
 
 
 def compress_whitespace(content: bytes) -> bytes:
@@ -64,7 +100,8 @@ strip_trailing_whitespace.__wrapped_dkimpy__ = _original_strip  # type: ignore[a
 
 
 def install() -> None:
-    """Put all three into dkimpy (idempotent); ``dkim_verify`` calls it when imported."""
+    """Put all four into dkimpy (idempotent); ``dkim_verify`` calls it when imported."""
     canon.compress_whitespace = compress_whitespace
     canon.strip_trailing_whitespace = strip_trailing_whitespace
     dkim.RE_BTAG = RE_BTAG
+    dkim.rfc822_parse = rfc822_parse

@@ -71,3 +71,27 @@ def test_btag_pattern_matches_where_dkimpys_does() -> None:
         for parts in itertools.product((b";", b" ", b"b", b"=", b"\r", b"\n", b"A"), repeat=n):
             text = b"".join(parts)
             assert RE_BTAG.sub(rb"\1", text) == ORIGINAL_RE_BTAG.sub(rb"\1", text), text
+
+
+def _parse(fn: object, message: bytes) -> object:
+    try:
+        return fn(message)  # type: ignore[operator]
+    except Exception as e:  # noqa: BLE001 - the same exception is the expected result
+        return (type(e), str(e))
+
+
+def test_rfc822_parse_gives_dkimpys_result() -> None:
+    import dkim
+
+    import builtin_plugins.auth.dkim_verify  # noqa: F401 - installs on import
+
+    assert dkim.rfc822_parse is dkim_canon.rfc822_parse
+    rng = random.Random(5322)
+    lines = [b"Subject: x", b"From: a@b", b"X-Empty:", b" folded", b"\tfolded", b"From mbox",
+             b"bad header line", b"", b"body.", b"a:b:c", b"\x7f: nope", b": empty name"]
+    ends = [b"\r\n", b"\n", b"\r", b"\r\r\n"]
+    for _ in range(3000):
+        msg = b"".join(rng.choice(lines) + rng.choice(ends if rng.random() < 0.2 else ends[:1])
+                       for _ in range(rng.randrange(0, 12)))
+        assert _parse(dkim_canon.rfc822_parse, msg) == _parse(dkim_canon.ORIGINAL_RFC822_PARSE,
+                                                              msg), msg
