@@ -7,6 +7,7 @@ the message is queued.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -14,6 +15,12 @@ from typing import NamedTuple
 from elemta_core.hooks.types import HeaderChange, HeaderOp
 
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+@functools.lru_cache(maxsize=64)
+def _field_start(name: str) -> re.Pattern[bytes]:
+    return re.compile(rb"^" + re.escape(name.encode("ascii")) + rb"[ \t]*:",
+                      re.IGNORECASE | re.MULTILINE)
 
 
 class HeaderField(NamedTuple):
@@ -100,6 +107,16 @@ class Message:
         lname = name.lower()
         return [f.value for f in self.fields if f.name.lower() == lname]
 
+    def may_have(self, name: str) -> bool:
+        """Whether a field ``name`` may be in the header section, without indexing it: False
+        is certain, True may be a line the index would not count (a scan in C, for plugins
+        that look for a field most messages lack)."""
+        if self._fields is not None:
+            lname = name.lower()
+            return any(f.name.lower() == lname for f in self._fields)
+        end = self.raw.find(b"\r\n\r\n")
+        return _field_start(name).search(self.raw, 0, end if end >= 0 else len(self.raw)) is not None
+
     def header_bytes(self) -> bytes:
         return self.raw[: self.body_offset]
 
@@ -113,9 +130,9 @@ class Message:
         if not changes:
             return self
         raw = self.raw
-        if self._fields is None and all(c.op is HeaderOp.ADD for c in changes) and (
+        if all(c.op is HeaderOp.ADD for c in changes) and (
                 raw.startswith(b"\r\n") or _HEADER_LINE.match(raw)):
-            # Only additions to a message that has a header section: no need to index it.
+            # Only additions to a message that has a header section: they go on top.
             return Message(b"".join(format_header(c.name, c.value) for c in reversed(changes))
                            + raw)
         fields = self.fields

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from elemta_core.hooks.types import HeaderChange, HeaderOp
 from elemta_core.message.message import Message, format_header
 
@@ -49,3 +51,26 @@ def test_add_only_fast_path_equals_indexed_path() -> None:
         indexed = Message(raw)
         assert isinstance(indexed.fields, list)  # builds the header index: the general path
         assert fast == indexed.with_changes(adds).raw, raw
+
+
+@pytest.mark.parametrize("raw,name,want", [
+    (b"Subject: a\r\nAuthentication-Results: x\r\n\r\nbody", "authentication-results", True),
+    (b"Subject: a\r\nauthentication-results : x\r\n\r\nbody", "Authentication-Results", True),
+    (b"Subject: a\r\n folded Authentication-Results: x\r\n\r\nbody", "Authentication-Results", False),
+    (b"Subject: a\r\n\r\nAuthentication-Results: in the body\r\n", "Authentication-Results", False),
+    (b"Subject: a\r\n\r\n", "From", False),
+])
+def test_may_have_scans_the_header_section_only(raw: bytes, name: str, want: bool) -> None:
+    assert Message(raw).may_have(name) is want
+    parsed = Message(raw)
+    parsed.fields  # noqa: B018 - indexed: the answer comes from the index, and agrees
+    assert parsed.may_have(name) is want
+
+
+def test_additions_go_on_top_of_an_indexed_message_too() -> None:
+    raw = b"From: a@b\r\nSubject: s\r\n\r\nbody\r\n"
+    change = [HeaderChange(HeaderOp.ADD, "X-A", "1"), HeaderChange(HeaderOp.ADD, "X-B", "2")]
+    fresh = Message(raw).with_changes(change).raw
+    indexed = Message(raw)
+    indexed.fields  # noqa: B018
+    assert indexed.with_changes(change).raw == fresh == b"X-B: 2\r\nX-A: 1\r\n" + raw
