@@ -56,15 +56,17 @@ def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     """``dkim.rfc822_parse``: ([name, value + CRLF] per header field, the body CRLF-joined)."""
     if message.count(b"\n") != message.count(b"\r\n"):
         return ORIGINAL_RFC822_PARSE(message)  # type: ignore[no-any-return]
-    lines = message.split(b"\r\n")
+    if message.startswith(b"\r\n"):
+        return [], message[2:]
+    end = message.find(b"\r\n\r\n")
+    if end < 0:  # no body: every line is a header line
+        lines, body = message.split(b"\r\n"), None
+    else:  # CRLF only: the body is already what joining its lines with CRLF would give
+        lines, body = message[:end].split(b"\r\n"), message[end + 4:]
     headers: list[list[bytes]] = []
-    i = 0
-    n = len(lines)
-    while i < n:
-        line = lines[i]
-        if not line:
-            i += 1
-            break
+    for i, line in enumerate(lines):
+        if not line:  # only where there is no body: the message ends in CRLF
+            return headers, b"\r\n".join(lines[i + 1:])
         if line[0] in (0x09, 0x20):
             headers[-1][1] += line + b"\r\n"  # IndexError on a leading continuation, as dkimpy
         else:
@@ -74,8 +76,7 @@ def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
             elif not line.startswith(b"From "):
                 raise dkim.MessageFormatError(  # dkimpy's words, bytes repr included
                     f"Unexpected characters in RFC822 header: {line!r}")
-        i += 1
-    return headers, b"\r\n".join(lines[i:])
+    return headers, b"" if body is None else body
 
 
 rfc822_parse.__wrapped_dkimpy__ = ORIGINAL_RFC822_PARSE  # type: ignore[attr-defined]
