@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
 from typing import TYPE_CHECKING, Any
 
 import aiosmtpd.smtp as aiosmtpd_smtp
@@ -78,8 +77,8 @@ def parse_path_fully(arg: str) -> tuple[str, str] | None:
         else:
             address, rest = get_addr_spec(arg)
         return address.addr_spec, rest
-    except (HeaderParseError, IndexError):  # the parser indexes past the end of some input
-        return None
+    except Exception:  # noqa: BLE001 - the parser raises HeaderParseError, but hostile input
+        return None  # also trips IndexError ('"'), AttributeError ('0@['), UnboundLocalError …
 
 
 class _Commands(dict[str, Any]):
