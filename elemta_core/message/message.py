@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from elemta_core.hooks.types import HeaderChange, HeaderOp
 
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
@@ -170,5 +171,8 @@ class Message:
 def format_header(name: str, value: str) -> bytes:
     """One header field, CRLF-terminated; CR/LF in a plugin's value cannot inject headers."""
     clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
-    safe_name = "".join(c for c in name if 33 <= ord(c) <= 126 and c != ":")
+    if _FIELD_NAME.fullmatch(name):  # the usual case: nothing to drop
+        safe_name = name
+    else:
+        safe_name = "".join(c for c in name if 33 <= ord(c) <= 126 and c != ":")
     return f"{safe_name}: {clean}\r\n".encode("utf-8", "surrogateescape")
