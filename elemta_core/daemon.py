@@ -303,8 +303,8 @@ class Daemon:
             if self.runner is not None:
                 self.runner.reconfigure(cfg)
             if self.direct is not None and self.runner is not None:
-                self.direct.router, self.direct.max_hops = self.runner.router, cfg.queue.max_hops
-                self.direct.enabled = cfg.delivery.direct_local
+                self.direct.reconfigure(self.runner.router, cfg.queue.max_hops,
+                                        cfg.delivery.direct_local)
             if old is not None:
                 await old.stop()
             log.info("configuration reloaded from %s", self.config_path)

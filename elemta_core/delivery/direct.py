@@ -55,6 +55,10 @@ class DirectLocal:
         self._delivered = results.labels("delivered") if results is not None else None
         self.delivered = 0
 
+    def reconfigure(self, router: Router, max_hops: int, enabled: bool) -> None:
+        """A reload: the queue's new routes and limits apply to the next message."""
+        self.router, self.max_hops, self.enabled = router, max_hops, enabled
+
     def eligible(self, recipients: list[str]) -> bool:
         """Whether mail for ``recipients`` may skip the queue (before it is built)."""
         if not self.enabled or not recipients:
