@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from elemta_core.delivery.maildir import DeliveryError, MaildirWriter
 from elemta_core.delivery.transports import LOCAL, Kind, Router
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import HookPoint
+from elemta_core.message.message import received_hops
 from elemta_core.queue.envelope import Envelope, RecipientState
 
 if TYPE_CHECKING:
@@ -30,18 +30,6 @@ log = logging.getLogger("elemta.queue")
 
 #: Plugins on these hooks see every message pass through the queue: such mail is queued.
 QUEUE_HOOKS = (HookPoint.QUEUED, HookPoint.DELIVERY_ATTEMPT, HookPoint.DELIVERY_RESULT)
-
-
-_RECEIVED = re.compile(rb"^Received[ \t]*:", re.IGNORECASE | re.MULTILINE)
-
-
-def received_hops(data: bytes) -> int:
-    """Received fields in the header section, found by a scan in C (no header parsing: this
-    runs for every message)."""
-    if data.startswith(b"\r\n"):
-        return 0  # no header section
-    end = data.find(b"\r\n\r\n")
-    return len(_RECEIVED.findall(data, 0, end + 2 if end >= 0 else len(data)))
 
 
 class DirectLocal:

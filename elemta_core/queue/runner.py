@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from elemta_core.delivery.bounce import NoticeKind, RecipientStatus, build_dsn, should_notify
-from elemta_core.delivery.direct import received_hops
 from elemta_core.delivery.maildir import DeliveryError, MaildirWriter
 from elemta_core.delivery.result import AttemptResult
 from elemta_core.delivery.transports import LOCAL, Kind, Route, Router
 from elemta_core.hooks.context import DeliveryInfo, HookContext
 from elemta_core.hooks.pipeline import Pipeline
 from elemta_core.hooks.types import Action, HookPoint
-from elemta_core.message.message import Message
+from elemta_core.message.message import Message, received_hops
 from elemta_core.queue.config import QueueConfig
 from elemta_core.queue.envelope import (
     Envelope,

@@ -83,14 +83,3 @@ async def test_too_many_hops_is_left_to_the_queue(writer: MaildirWriter) -> None
     assert env.recipients[0].state is RecipientState.PENDING
     assert boxes(writer, "a") == []
 
-
-@pytest.mark.parametrize("data,hops", [
-    (b"Received: a\r\nreceived : b\r\nX: y\r\n\tReceived: folded, not a field\r\n\r\nReceived: body\r\n", 2),
-    (b"Subject: none\r\n\r\n", 0),
-    (b"\r\nReceived: all body\r\n", 0),
-    (b"Received: no body at all\r\n", 1),
-])
-def test_received_hops_counts_header_fields_only(data: bytes, hops: int) -> None:
-    from elemta_core.delivery.direct import received_hops
-
-    assert received_hops(data) == hops

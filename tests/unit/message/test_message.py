@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from elemta_core.hooks.types import HeaderChange, HeaderOp
-from elemta_core.message.message import Message, format_header
+from elemta_core.message.message import Message, format_header, received_hops
 
 RAW = (b"Received: from a\r\n by b\r\nSubject: Hello\r\n\tworld\r\nX-Dup: 1\r\nX-Dup: 2\r\n"
        b"\r\nbody line\r\n")
@@ -74,3 +74,13 @@ def test_additions_go_on_top_of_an_indexed_message_too() -> None:
     indexed = Message(raw)
     indexed.fields  # noqa: B018
     assert indexed.with_changes(change).raw == fresh == b"X-B: 2\r\nX-A: 1\r\n" + raw
+
+
+@pytest.mark.parametrize("data,hops", [
+    (b"Received: a\r\nreceived : b\r\nX: y\r\n\tReceived: folded, not a field\r\n\r\nReceived: body\r\n", 2),
+    (b"Subject: none\r\n\r\n", 0),
+    (b"\r\nReceived: all body\r\n", 0),
+    (b"Received: no body at all\r\n", 1),
+])
+def test_received_hops_counts_header_fields_only(data: bytes, hops: int) -> None:
+    assert received_hops(data) == hops
