@@ -2,12 +2,14 @@
 
 A check whose DNS answers are all cached runs on the event loop: it is then a short
 computation, and handing it to a thread and back (futures, wake-ups, GIL hand-overs) costs
-more than the check. A check given a ``memo`` key (SPF: client address, sender, HELO) keeps
-its result until the first of the DNS answers it used expires, or the resolver's cache is
-flushed: until then, running it again could only give the same result. Connections from the
-same host with the same HELO, and mail from the same sender, are the common case. Any other check runs in a small thread pool, so the event loop never
+more than the check. Any other check runs in a small thread pool, so the event loop never
 waits on a library's DNS calls; those go back to the shared async resolver through
 :class:`~elemta_core.dns.sync.SyncResolver`.
+
+A check given a ``memo`` key (SPF: client address, sender, HELO) keeps its result until the
+first of the DNS answers it used expires, or the resolver's cache is flushed: until then,
+running it again could only give the same result. Connections from the same host with the
+same HELO, and mail from the same sender, are the common case.
 """
 
 from __future__ import annotations
